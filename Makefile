@@ -1,0 +1,46 @@
+# lnserve — every target sets itself up from a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run test lint train image test-container bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch 2.13.0 is a local CPU build in the configured find-links on the project's machines. Probe for it without
+	# an index (so a machine without it never downloads a multi-GB CUDA build here), then install it with its deps.
+	@if $(PIP) download -q --no-index --no-deps -d $(VENV)/.torch-probe torch==2.13.0 >/dev/null 2>&1; then \
+	  echo "installing the local torch==2.13.0 CPU build"; $(PIP) install -q torch==2.13.0; \
+	else echo "no local torch==2.13.0; the [train] extra resolves torch"; fi
+	rm -rf $(VENV)/.torch-probe
+	$(PIP) install -q -e '.[train,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/lnserve serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check service models tests bench
+	$(VENV)/bin/ruff format --check service models tests bench
+	$(VENV)/bin/mypy
+
+train: $(STAMP)
+	$(VENV)/bin/lnserve train chatbot --placement post --name chatbot-post
+	$(VENV)/bin/lnserve train chatbot --placement pre --name chatbot-pre
+	$(VENV)/bin/lnserve train chatbot --placement peri --name chatbot-peri
+	$(VENV)/bin/lnserve export chatbot --select-default
+	$(VENV)/bin/lnserve train forecaster --name forecaster
+	$(VENV)/bin/lnserve export forecaster
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -30,9 +30,20 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check service models tests bench
-	$(VENV)/bin/ruff format --check service models tests bench
+	$(VENV)/bin/ruff check service models tests bench scripts
+	$(VENV)/bin/ruff format --check service models tests bench scripts
 	$(VENV)/bin/mypy
+	VENV=$(VENV) scripts/lint-deploy.sh
+
+IMAGE_TARGET ?= cpu
+BASE_IMAGE ?=
+
+# On machines that cannot pull from a registry: make image BASE_IMAGE=local (a debootstrap base, see docs/deployment.md)
+image:
+	BASE_IMAGE="$(BASE_IMAGE)" scripts/build-image.sh $(IMAGE_TARGET)
+
+test-container:
+	scripts/test-container.sh
 
 train: $(STAMP)
 	$(VENV)/bin/lnserve train chatbot --placement post --name chatbot-post

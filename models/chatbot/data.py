@@ -21,6 +21,16 @@ INTENTS_FILE = CHATBOT_DIR / "intents.json"
 TOKENIZER_FILE = CHATBOT_DIR / "tokenizer.json"
 ARTIFACT_DIR = CHATBOT_DIR / "artifacts"
 VAL_PERCENT = 18
+# The issue's taxonomy, in its order: the label order until intents.json (the source of truth) exists.
+TAXONOMY = [
+    "greeting", "goodbye", "thanks", "contact_human", "business_hours", "reset_password",
+    "login_problem", "two_factor_auth", "change_email", "update_profile", "delete_account",
+    "pricing_info", "upgrade_plan", "downgrade_plan", "cancel_subscription", "refund_request",
+    "invoice_request", "update_payment_method", "billing_charge_dispute", "trial_extension",
+    "add_team_member", "remove_team_member", "permissions_roles", "export_data", "import_data",
+    "integration_setup", "api_access", "report_bug", "feature_request", "performance_issue",
+    "mobile_app", "notification_settings", "data_privacy", "security_concern", "out_of_scope",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,11 +73,11 @@ def read_jsonl(path: Path) -> list[Example]:
     return [Example(r["text"], r["intent"]) for r in rows]
 
 
-def load_labels(intents_file: Path = INTENTS_FILE, utterance_dir: Path = UTTERANCE_DIR) -> list[str]:
-    """Logits column order: intents.json's order; the sorted utterance files until that file exists."""
+def load_labels(intents_file: Path = INTENTS_FILE) -> list[str]:
+    """Logits column order: intents.json's order (the taxonomy's order until that file exists)."""
     if intents_file.exists():
         return [label["name"] for label in json.loads(intents_file.read_text(encoding="utf-8"))["labels"]]
-    return sorted(p.stem for p in utterance_dir.glob("*.txt"))
+    return list(TAXONOMY)
 
 
 def write_split(utterance_dir: Path = UTTERANCE_DIR, data_dir: Path = DATA_DIR) -> tuple[int, int]:

@@ -65,7 +65,9 @@ class SelfAttention(nn.Module):
         k = k.view(B, L, self.n_head, hd).transpose(1, 2)  # (B, H, L, hd)
         v = v.view(B, L, self.n_head, hd).transpose(1, 2)  # (B, H, L, hd)
         att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hd))  # (B, H, L, L)
-        att = att + key_bias  # (B, H, L, L); key_bias is (B, 1, 1, L): 0 for real keys, large negative for padding
+        att = (
+            att + key_bias
+        )  # (B, H, L, L); key_bias is (B, 1, 1, L): 0 for real keys, large negative for padding
         att = self.attn_dropout(F.softmax(att, dim=-1))  # (B, H, L, L)
         y = (att @ v).transpose(1, 2).reshape(B, L, D)  # (B, L, D)
         return self.resid_dropout(self.proj(y))  # (B, L, D)
@@ -126,18 +128,19 @@ class Block(nn.Module):
 
 @dataclass
 class ChatbotConfig:
-    vocab_size: int = 1000
+    vocab_size: int = 2000
     max_len: int = 64
     n_layer: int = 4
     n_head: int = 4
     d_model: int = 64
-    d_ff: int = 192
-    dropout: float = 0.1
+    d_ff: int = 128
+    dropout: float = 0.2
     norm_placement: str = "peri"  # post|pre|peri
     norm_type: str = "layernorm"  # layernorm|rmsnorm
     norm_eps: float = 1e-5
     residual_scale: float = 1.0  # dt in the placement equations
     n_labels: int = 35
+    embed_init_std: float = 0.02  # token and position embeddings' init; the residual stream's starting scale
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -151,10 +154,22 @@ def layer_specs(cfg: ChatbotConfig) -> list[dict[str, object]]:
     ]
     for i in range(cfg.n_layer):
         rows += [
-            {"name": f"block{i}.attn", "kind": "attention", "description": f"attention sublayer output {sub}"},
-            {"name": f"block{i}.attn_residual", "kind": "residual", "description": "residual stream after attention"},
+            {
+                "name": f"block{i}.attn",
+                "kind": "attention",
+                "description": f"attention sublayer output {sub}",
+            },
+            {
+                "name": f"block{i}.attn_residual",
+                "kind": "residual",
+                "description": "residual stream after attention",
+            },
             {"name": f"block{i}.mlp", "kind": "mlp", "description": f"MLP sublayer output {sub}"},
-            {"name": f"block{i}.mlp_residual", "kind": "residual", "description": "residual stream after the MLP"},
+            {
+                "name": f"block{i}.mlp_residual",
+                "kind": "residual",
+                "description": "residual stream after the MLP",
+            },
         ]
     final = (
         "last block output (post-LN has no final norm; the block's own norm already normalised it)"
@@ -197,14 +212,13 @@ class Chatbot(nn.Module):
         self.head = nn.Linear(cfg.d_model, cfg.n_labels)
         self.apply(self._init_weights)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
+    def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            nn.init.normal_(module.weight, mean=0.0, std=self.cfg.embed_init_std)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

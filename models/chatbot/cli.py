@@ -1,0 +1,115 @@
+"""`lnserve train chatbot…` and `lnserve export chatbot` (torch is imported only inside the commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+VARIANTS = ("chatbot-post", "chatbot-pre", "chatbot-peri")
+
+
+def prepare_data(vocab_size: int = typer.Option(2000, help="BPE vocabulary size.")) -> None:
+    """Regenerate the fixed split (train.jsonl / val.jsonl) and the shared tokenizer from the utterance files."""
+    from models.chatbot import data
+    from models.chatbot.tokenizer import build_tokenizer
+
+    n_train, n_val = data.write_split()
+    train_set, _ = data.load_split()
+    tok = build_tokenizer([e.text for e in train_set], vocab_size=vocab_size)
+    tok.save(str(data.TOKENIZER_FILE))
+    typer.echo(
+        f"train {n_train}, validation {n_val}, vocabulary {tok.get_vocab_size()} -> {data.TOKENIZER_FILE}"
+    )
+
+
+# Training knobs: None keeps the default of TrainConfig / ChatbotConfig (models/chatbot/train.py, model.py).
+TRAIN_OPTIONS = ("epochs", "patience", "lr", "warmup_steps", "batch_size", "weight_decay", "label_smoothing",
+                 "augment_prob", "token_dropout", "distill_weight", "ema_decay")  # fmt: skip
+MODEL_OPTIONS = ("n_layer", "n_head", "d_model", "d_ff", "max_len", "dropout", "norm_eps")
+
+
+def train_chatbot(
+    placement: str = typer.Option("peri", help="Norm placement: post | pre | peri."),
+    norm: str = typer.Option("layernorm", help="Norm type: layernorm | rmsnorm."),
+    residual_scale: float = typer.Option(1.0, help="Residual step Δt."),
+    name: str = typer.Option("", help="Run name (default chatbot-<placement>); checkpoint in runs/<name>/."),
+    seed: int = typer.Option(0, help="Random seed."),
+    threads: int = typer.Option(1, help="torch threads."),
+    tokenizer: str = typer.Option("", help="tokenizer.json to train with (default: the committed one)."),
+    epochs: int | None = typer.Option(None, help="Epochs of the cosine schedule [50]."),
+    patience: int | None = typer.Option(
+        None, help="Early stopping: epochs without a better validation score [20]."
+    ),
+    lr: float | None = typer.Option(None, help="Peak learning rate [2e-3]."),
+    warmup_steps: int | None = typer.Option(
+        None, help="Linear warm-up steps, the same for every placement [300]."
+    ),
+    batch_size: int | None = typer.Option(None, help="Batch size [32]."),
+    weight_decay: float | None = typer.Option(None, help="AdamW weight decay on matrices [0.1]."),
+    label_smoothing: float | None = typer.Option(None, help="Label smoothing [0.1]."),
+    augment_prob: float | None = typer.Option(
+        None, help="Share of utterances given typos / word dropout [1.0]."
+    ),
+    token_dropout: float | None = typer.Option(None, help="Per-token dropout of the input [0.1]."),
+    distill_weight: float | None = typer.Option(
+        None, help="Weight of the TF-IDF teacher's soft targets [0.5]."
+    ),
+    ema_decay: float | None = typer.Option(None, help="Per-step weight averaging, 0 = off [0]."),
+    n_layer: int | None = typer.Option(None, help="Encoder blocks [4]."),
+    n_head: int | None = typer.Option(None, help="Attention heads [4]."),
+    d_model: int | None = typer.Option(None, help="Model width [64]."),
+    d_ff: int | None = typer.Option(None, help="MLP width [128]."),
+    max_len: int | None = typer.Option(None, help="Maximum tokens [64]."),
+    dropout: float | None = typer.Option(None, help="Dropout [0.2]."),
+    norm_eps: float | None = typer.Option(None, help="Norm epsilon [1e-5]."),
+) -> None:
+    """Train one chatbot variant (`--placement peri --norm layernorm --residual-scale 1.0 --name chatbot-peri`)."""
+    from models.chatbot.model import ChatbotConfig
+    from models.chatbot.train import TrainConfig, train
+
+    given = {k: v for k, v in locals().items() if v is not None}
+    model_cfg = ChatbotConfig(
+        norm_placement=placement, norm_type=norm, residual_scale=residual_scale,
+        **{k: given[k] for k in MODEL_OPTIONS if k in given},
+    )  # fmt: skip
+    cfg = TrainConfig(
+        name=name or f"chatbot-{placement}", seed=seed, threads=threads, model=model_cfg,
+        **{k: given[k] for k in TRAIN_OPTIONS if k in given},
+    )  # fmt: skip
+    record = train(cfg, tokenizer_file=Path(tokenizer)) if tokenizer else train(cfg)
+    typer.echo(
+        f"{cfg.name}: val accuracy {record['val_accuracy']:.4f} (epoch {record['best_epoch']}), "
+        f"train accuracy {record['train_accuracy']:.4f}, {record['train_seconds']:.0f} s"
+    )
+
+
+def export_chatbot(
+    name: list[str] = typer.Option(
+        [], help="Run(s) to export (default: every variant that has a checkpoint)."
+    ),
+    select_default: bool = typer.Option(False, help="Write artifacts/aliases.json: chatbot -> best variant."),
+) -> None:
+    """Export runs/<name> to models/chatbot/artifacts/<name>/ (ONNX + sidecar); optionally pick the default."""
+    from models.chatbot import baseline
+    from models.chatbot.export import export_variant
+    from models.chatbot.export import select_default as select
+    from models.chatbot.train import RUNS_DIR
+
+    names = name or [n for n in VARIANTS if (RUNS_DIR / n / "checkpoint.pt").exists()]
+    base = baseline.evaluate() if names else {}
+    for run in names:
+        sidecar = export_variant(run, base)
+        t = sidecar["training"]
+        typer.echo(
+            f"{run}: val accuracy {t['val_accuracy_onnx']:.4f} (baseline {t['baseline_val_accuracy']:.4f}), "
+            f"OOS recall {t['thresholded']['oos_recall']:.3f} at confidence {t['thresholded']['confidence_threshold']}"
+        )
+    if select_default:
+        typer.echo(f"default chatbot -> {select()}")
+
+
+def register(train_app: typer.Typer, export_app: typer.Typer) -> None:
+    train_app.command("chatbot")(train_chatbot)
+    train_app.command("chatbot-data")(prepare_data)
+    export_app.command("chatbot")(export_chatbot)

@@ -1,0 +1,310 @@
+"""Train one chatbot variant: AdamW, linear warm-up then cosine decay (the same warm-up for every placement),
+label smoothing, dropout, light text augmentation (typos, word and token dropout) and early stopping on
+validation accuracy. Writes ``runs/<name>/checkpoint.pt`` and ``runs/<name>/history.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+from tqdm import tqdm
+
+from models.chatbot import data
+from models.chatbot.model import Chatbot, ChatbotConfig
+from models.chatbot.tokenizer import PAD_ID, encode, load_tokenizer
+
+RUNS_DIR = data.CHATBOT_DIR.parents[1] / "runs"
+KEYBOARD_NEIGHBOURS = {
+    "q": "wa", "w": "qes", "e": "wrd", "r": "etf", "t": "ryg", "y": "tuh", "u": "yij", "i": "uok", "o": "ipl",
+    "p": "ol", "a": "qsz", "s": "awdz", "d": "sefx", "f": "drgc", "g": "fthv", "h": "gyjb", "j": "hukn",
+    "k": "jilm", "l": "kop", "z": "asx", "x": "zsdc", "c": "xdfv", "v": "cfgb", "b": "vghn", "n": "bhjm", "m": "njk",
+}  # fmt: skip
+
+
+@dataclass
+class TrainConfig:
+    name: str = "chatbot-peri"
+    seed: int = 0
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 300
+    min_lr_ratio: float = 0.05
+    label_smoothing: float = 0.1
+    grad_clip: float = 1.0
+    augment_prob: float = 1.0  # chance that a training utterance is perturbed in an epoch
+    word_dropout: float = 0.1  # per word, in a perturbed utterance of more than three words
+    typo_rate: float = 0.15  # per word, in a perturbed utterance
+    token_dropout: float = 0.1  # per token, every utterance
+    patience: int = 20
+    distill_weight: float = 0.5  # > 0: also fit the TF-IDF baseline's probabilities on the perturbed text
+    ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights (per step)
+    threads: int = 1
+    model: ChatbotConfig = field(default_factory=ChatbotConfig)
+
+
+# --- augmentation -------------------------------------------------------------------------------------------
+
+
+def typo(word: str, rng: random.Random) -> str:
+    """One keyboard-style edit: drop, swap, double or hit a neighbouring key."""
+    if len(word) < 3:
+        return word
+    i = rng.randrange(len(word) - 1)
+    op = rng.randrange(4)
+    if op == 0:
+        return word[:i] + word[i + 1 :]
+    if op == 1:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    if op == 2:
+        return word[: i + 1] + word[i] + word[i + 1 :]
+    near = KEYBOARD_NEIGHBOURS.get(word[i].lower())
+    return word[:i] + rng.choice(near) + word[i + 1 :] if near else word
+
+
+def augment(
+    text: str, rng: random.Random, prob: float, word_dropout: float = 0.1, typo_rate: float = 0.15
+) -> str:
+    if rng.random() >= prob:
+        return text
+    words = text.split()
+    if len(words) > 3:
+        words = [w for w in words if rng.random() >= word_dropout] or words
+    words = [typo(w, rng) if rng.random() < typo_rate else w for w in words]
+    out = " ".join(words)
+    if rng.random() < 0.3:
+        out = out.rstrip("?.!")
+    return out or text
+
+
+# --- batching -----------------------------------------------------------------------------------------------
+
+
+def pad_batch(ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), length), PAD_ID, dtype=torch.long)  # (B, L)
+    mask = torch.zeros((len(ids), length), dtype=torch.long)  # (B, L)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return input_ids, mask
+
+
+def drop_tokens(seq: list[int], p: float, rng: random.Random) -> list[int]:
+    kept = [t for t in seq if rng.random() >= p]
+    return kept or seq
+
+
+@torch.no_grad()
+def evaluate(
+    model: Chatbot, ids: list[list[int]], labels: list[int], batch_size: int = 256
+) -> tuple[float, float, torch.Tensor]:
+    """Accuracy, mean cross-entropy and the logits (N, n_labels) of the model in eval mode."""
+    model.eval()
+    chunks = []
+    for start in range(0, len(ids), batch_size):
+        input_ids, mask = pad_batch(ids[start : start + batch_size])
+        chunks.append(model(input_ids, mask))
+    logits = torch.cat(chunks)  # (N, n_labels)
+    target = torch.tensor(labels)
+    loss = F.cross_entropy(logits, target).item()
+    acc = (logits.argmax(dim=1) == target).float().mean().item()
+    return acc, loss, logits
+
+
+# --- gradient norms -----------------------------------------------------------------------------------------
+
+
+def layer_of(param_name: str) -> str:
+    """Group a parameter into the layer whose gradient norm is recorded: embed, block{i}, final_norm, head."""
+    if param_name.startswith(("tok_emb", "pos_emb")):
+        return "embed"
+    if param_name.startswith("blocks."):
+        return "block" + param_name.split(".")[1]
+    return param_name.split(".")[0]
+
+
+def grad_norms(model: Chatbot) -> dict[str, float]:
+    squares: dict[str, float] = {}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            key = layer_of(name)
+            squares[key] = squares.get(key, 0.0) + float(p.grad.pow(2).sum())
+    norms = {k: math.sqrt(v) for k, v in squares.items()}
+    norms["total"] = math.sqrt(sum(squares.values()))
+    return norms
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# --- training -----------------------------------------------------------------------------------------------
+
+
+def make_teacher(
+    train_set: list[data.Example], labels: list[str], seed: int
+) -> Callable[[list[str]], torch.Tensor]:
+    """The TF-IDF baseline fitted on the training split: texts -> probabilities (N, n_labels) in label order."""
+    from models.chatbot.baseline import fit
+
+    pipe = fit([e.text for e in train_set], [e.intent for e in train_set], seed)
+    columns = [list(pipe.classes_).index(label) for label in labels]
+
+    def predict(texts: list[str]) -> torch.Tensor:
+        return torch.tensor(pipe.predict_proba(texts)[:, columns], dtype=torch.float32)  # (N, n_labels)
+
+    return predict
+
+
+def set_seed(seed: int) -> random.Random:
+    torch.manual_seed(seed)
+    return random.Random(seed)
+
+
+def build_model(cfg: TrainConfig, tok: Tokenizer, n_labels: int) -> Chatbot:
+    cfg.model.vocab_size = tok.get_vocab_size()
+    cfg.model.n_labels = n_labels
+    return Chatbot(cfg.model)
+
+
+def train(
+    cfg: TrainConfig,
+    data_dir: Path = data.DATA_DIR,
+    tokenizer_file: Path = data.TOKENIZER_FILE,
+    runs_dir: Path = RUNS_DIR,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train to early stopping; save the best epoch's weights; return the run's record."""
+    torch.set_num_threads(cfg.threads)
+    rng = set_seed(cfg.seed)
+    labels = data.load_labels()
+    train_set, val_set = data.load_split(data_dir)
+    tok = load_tokenizer(tokenizer_file)
+    index = {name: i for i, name in enumerate(labels)}
+    max_len = cfg.model.max_len
+    train_y = [index[e.intent] for e in train_set]
+    val_y = [index[e.intent] for e in val_set]
+    train_ids = encode(tok, [e.text for e in train_set], max_len)
+    val_ids = encode(tok, [e.text for e in val_set], max_len)
+
+    model = build_model(cfg, tok, len(labels))
+    teacher = make_teacher(train_set, labels, cfg.seed) if cfg.distill_weight > 0 else None
+    # The averaged copy is what gets evaluated and saved; gradients and norms are the raw model's.
+    averaged = copy.deepcopy(model) if cfg.ema_decay > 0 else model
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"val_accuracy": -1.0, "val_loss": math.inf}
+    best_state: dict[str, torch.Tensor] = {}
+    step, since_best, started = 0, 0, time.perf_counter()
+    bar = tqdm(range(cfg.epochs), desc=cfg.name, disable=not progress)
+    for epoch in bar:
+        model.train()
+        order = torch.randperm(len(train_set)).tolist()
+        texts = [
+            augment(train_set[i].text, rng, cfg.augment_prob, cfg.word_dropout, cfg.typo_rate) for i in order
+        ]
+        ids = [drop_tokens(s, cfg.token_dropout, rng) for s in encode(tok, texts, max_len)]
+        soft = teacher(texts) if teacher is not None else None  # (N, n_labels)
+        epoch_loss, norm_sums = 0.0, {}
+        for start in range(0, len(order), cfg.batch_size):
+            input_ids, mask = pad_batch(ids[start : start + cfg.batch_size])
+            target = torch.tensor([train_y[i] for i in order[start : start + cfg.batch_size]])
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total_steps, cfg)
+            logits = model(input_ids, mask)  # (B, n_labels)
+            loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
+            if soft is not None:
+                soft_target = soft[start : start + cfg.batch_size]  # (B, n_labels)
+                soft_loss = -(soft_target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+                loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for key, value in grad_norms(model).items():
+                norm_sums[key] = norm_sums.get(key, 0.0) + value
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            if averaged is not model:
+                with torch.no_grad():
+                    for a, p in zip(averaged.parameters(), model.parameters(), strict=True):
+                        a.lerp_(p, 1.0 - cfg.ema_decay)
+            epoch_loss += loss.item() * len(target)
+            step += 1
+        val_acc, val_loss, _ = evaluate(averaged, val_ids, val_y)
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": epoch_loss / len(order),
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "lr": opt.param_groups[0]["lr"],
+            "grad_norm": {k: v / steps_per_epoch for k, v in norm_sums.items()},
+        }
+        history.append(row)
+        bar.set_postfix(
+            loss=f"{row['train_loss']:.3f}", val_acc=f"{val_acc:.3f}", best=f"{best['val_accuracy']:.3f}"
+        )
+        if (val_acc, -val_loss) > (best["val_accuracy"], -best["val_loss"]):
+            best, since_best = dict(row), 0
+            best_state = {k: v.detach().clone() for k, v in averaged.state_dict().items()}
+        else:
+            since_best += 1
+            if since_best >= cfg.patience:
+                break
+    model.load_state_dict(best_state)
+    train_acc, train_loss, _ = evaluate(model, train_ids, train_y)
+    record = {
+        "name": cfg.name,
+        "train_config": {k: v for k, v in asdict(cfg).items() if k != "model"},
+        "model_config": cfg.model.to_dict(),
+        "parameters": model.num_parameters(),
+        "tokenizer_sha256": hashlib.sha256(tokenizer_file.read_bytes()).hexdigest(),
+        "labels": labels,
+        "n_train": len(train_set),
+        "n_val": len(val_set),
+        "best_epoch": best["epoch"],
+        "epochs_run": len(history),
+        "train_accuracy": train_acc,
+        "train_loss": train_loss,
+        "val_accuracy": best["val_accuracy"],
+        "val_loss": best["val_loss"],
+        "grad_norm_at_best": best["grad_norm"],
+        "train_seconds": time.perf_counter() - started,
+        "history": history,
+    }
+    out = runs_dir / cfg.name
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({"record": record, "state_dict": model.state_dict()}, out / "checkpoint.pt")
+    (out / "history.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def load_checkpoint(name: str, runs_dir: Path = RUNS_DIR) -> tuple[Chatbot, dict[str, Any]]:
+    ckpt = torch.load(runs_dir / name / "checkpoint.pt", map_location="cpu", weights_only=True)
+    record = ckpt["record"]
+    model = Chatbot(ChatbotConfig(**record["model_config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), record

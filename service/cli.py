@@ -12,7 +12,9 @@ import typer
 
 app = typer.Typer(help="lnserve: LayerNorm models on ONNX Runtime.", no_args_is_help=True)
 train_app = typer.Typer(help="Train a model (needs the train extra).", no_args_is_help=True)
-export_app = typer.Typer(help="Export a trained model to ONNX with its sidecar (needs the train extra).", no_args_is_help=True)
+export_app = typer.Typer(
+    help="Export a trained model to ONNX with its sidecar (needs the train extra).", no_args_is_help=True
+)
 app.add_typer(train_app, name="train")
 app.add_typer(export_app, name="export")
 

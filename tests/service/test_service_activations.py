@@ -1,0 +1,131 @@
+"""Activation statistics: present only when asked, equal to a direct ONNX Runtime run of the diagnostic graph,
+the same batched or alone, and fed into the live aggregates."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+from tokenizers import Tokenizer
+
+from models.forecaster import features
+from tests.service.helpers import CHATBOT_ARTIFACTS, FORECASTER_ARTIFACTS
+
+
+def direct_chatbot_activations(variant: str, text: str) -> tuple[np.ndarray, np.ndarray]:
+    folder = CHATBOT_ARTIFACTS / variant
+    sidecar = json.loads((folder / "sidecar.json").read_text())
+    ids = Tokenizer.from_file(str(folder / sidecar["chatbot"]["tokenizer"])).encode(text).ids
+    ids = ids[: sidecar["chatbot"]["max_length"]]
+    session = ort.InferenceSession(str(folder / "model.diag.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {
+        "input_ids": np.array([ids], dtype=np.int64),
+        "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
+    }
+    logits, activations = session.run(["logits", "activations"], feeds)
+    return logits[0], activations[0]
+
+
+def as_matrix(payload: dict[str, object]) -> np.ndarray:
+    stats = ("mean", "std", "rms", "abs_mean", "abs_max")
+    return np.array([[layer[s] for s in stats] for layer in payload["layers"]], dtype=np.float64)  # type: ignore[index]
+
+
+@pytest.mark.parametrize("variant", ["chatbot-post", "chatbot-pre", "chatbot-peri"])
+def test_chat_activations_equal_a_direct_run_of_the_diagnostic_graph(
+    client: httpx.Client, variant: str
+) -> None:
+    text = "how do i add a new member to my team"
+    body = client.post(
+        "/v1/chat", json={"message": text, "model": variant, "return_activations": True}
+    ).json()
+    logits, expected = direct_chatbot_activations(variant, text)
+    sidecar = json.loads((CHATBOT_ARTIFACTS / variant / "sidecar.json").read_text())
+    activations = body["activations"]
+    assert activations["model"] == variant
+    assert activations["norm_placement"] == variant.split("-")[1] == sidecar["config"]["norm_placement"]
+    assert [layer["name"] for layer in activations["layers"]] == [
+        layer["name"] for layer in sidecar["layers"]
+    ]
+    np.testing.assert_allclose(as_matrix(activations), expected, rtol=1e-4, atol=1e-5)
+    probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    assert body["confidence"] == pytest.approx(float(probabilities.max()), abs=1e-5)
+
+
+def test_activations_are_absent_unless_asked(client: httpx.Client) -> None:
+    assert client.post("/v1/chat", json={"message": "hello"}).json()["activations"] is None
+    series = [float(v) for v in range(100, 160)]
+    assert client.post("/v1/forecast", json={"series": series, "horizon": 4}).json()["activations"] is None
+
+
+def test_forecast_activations_equal_a_direct_run_of_the_diagnostic_graph(client: httpx.Client) -> None:
+    folder = FORECASTER_ARTIFACTS / "forecaster"
+    sidecar = json.loads((folder / "sidecar.json").read_text())
+    series = (100 + 10 * np.sin(np.arange(50) / 2)).astype(np.float32)
+    body = client.post(
+        "/v1/forecast",
+        json={"series": series.tolist(), "horizon": 4, "season_length": 12, "return_activations": True},
+    ).json()
+    feeds, scales = features.make_inputs([series], [12], sidecar["forecaster"]["context_length"])
+    session = ort.InferenceSession(str(folder / "model.diag.onnx"), providers=["CPUExecutionProvider"])
+    quantiles, activations = session.run(["quantiles", "activations"], feeds)
+    np.testing.assert_allclose(as_matrix(body["activations"]), activations[0], rtol=1e-4, atol=1e-5)
+    median = features.to_original_units(quantiles, scales)[
+        0, :4, sidecar["forecaster"]["quantiles"].index(0.5)
+    ]
+    np.testing.assert_allclose(body["forecast"], median, rtol=1e-5)
+
+
+def test_a_requests_statistics_are_the_same_batched_or_alone(client: httpx.Client) -> None:
+    """KServe infer sends several texts of different lengths as one batch; each row must match its lone run."""
+    texts = ["hi", "i forgot my password and cannot log in to my account anymore", "refund please"]
+    request = {
+        "inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": texts}],
+        "parameters": {"return_activations": True},
+    }
+    body = client.post("/v2/models/chatbot-peri/infer", json=request).json()
+    outputs = {output["name"]: output for output in body["outputs"]}
+    batched = np.array(outputs["activations"]["data"]).reshape(outputs["activations"]["shape"])
+    for row, text in enumerate(texts):
+        _, alone = direct_chatbot_activations("chatbot-peri", text)
+        np.testing.assert_allclose(batched[row], alone, rtol=1e-4, atol=1e-5)
+
+
+def test_live_aggregates_follow_the_requests_that_asked(client: httpx.Client) -> None:
+    # The shared server samples no ordinary traffic, so only return_activations requests feed the aggregates.
+    before = client.get("/v1/models/chatbot-pre/activations").json()
+    texts = ["where is my invoice", "please cancel my subscription"]
+    for text in texts:
+        client.post("/v1/chat", json={"message": text, "model": "chatbot-pre", "return_activations": True})
+    client.post("/v1/chat", json={"message": "not sampled", "model": "chatbot-pre"})
+    after = client.get("/v1/models/chatbot-pre/activations").json()
+    assert after["samples"] == before["samples"] + 2
+    assert after["sample_rate"] == 0.0
+    first = after["layers"][0]
+    assert set(first["live"]) == {"mean", "std", "rms", "abs_mean", "abs_max"}
+    assert first["reference"]["rms"]["mean"] is not None and first["drift"] >= 0.0
+    # The new live mean is the old one updated with exactly this test's two samples.
+    stats = ("mean", "std", "rms", "abs_mean", "abs_max")
+
+    def table(snapshot: dict, key: str, sub: str | None = None) -> np.ndarray:
+        return np.array(
+            [
+                [(layer[key][s] if sub is None else layer[key][s][sub]) or 0.0 for s in stats]
+                for layer in snapshot["layers"]
+            ]
+        )
+
+    added = np.sum([direct_chatbot_activations("chatbot-pre", t)[1] for t in texts], axis=0)
+    expected = (table(before, "live") * before["samples"] + added) / after["samples"]
+    np.testing.assert_allclose(table(after, "live"), expected, rtol=1e-4, atol=1e-5)
+    ref_mean, ref_std = table(after, "reference", "mean"), table(after, "reference", "std")
+    drift = (np.abs(expected - ref_mean) / (ref_std + 1e-6)).mean(axis=1)
+    np.testing.assert_allclose([layer["drift"] for layer in after["layers"]], drift, rtol=1e-3, atol=1e-3)
+
+
+def test_activations_of_an_unknown_model_are_404(client: httpx.Client) -> None:
+    response = client.get("/v1/models/nope/activations")
+    assert response.status_code == 404 and response.json()["error"].startswith("unknown model 'nope'")

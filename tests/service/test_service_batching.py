@@ -1,0 +1,117 @@
+"""Dynamic batching: every request gets its own answer; a full queue is 503 at once; a slow request times out."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.settings import Settings
+from tests.service.helpers import model_folder, serve_in_thread
+
+TEXTS = [
+    "hi",
+    "i forgot my password",
+    "how much does the pro plan cost per month",
+    "cancel my subscription",
+    "the mobile app keeps crashing when i open a project on my phone",
+    "thanks",
+    "add a new user to my team",
+    "can i get a refund",
+    "export all my data to csv please",
+    "is my data encrypted at rest and who can see it",
+    "talk to a human",
+    "change the email address on my account to my new work address",
+    "bye",
+    "upgrade to business",
+    "i was charged twice this month and i want to dispute the second charge",
+    "where is the api key",
+]
+
+
+async def post_all(base: str, bodies: list[dict[str, object]]) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=len(bodies))
+    async with httpx.AsyncClient(base_url=base, timeout=60.0, limits=limits) as http:
+        return list(await asyncio.gather(*(http.post("/v1/chat", json=body) for body in bodies)))
+
+
+def test_64_concurrent_requests_of_different_lengths_each_get_their_own_answer(
+    server: str, client: httpx.Client
+) -> None:
+    bodies = [
+        {
+            "message": TEXTS[i % len(TEXTS)] + " please" * (i // len(TEXTS)),
+            "model": "chatbot-peri",
+            "return_activations": i % 3 == 0,
+        }
+        for i in range(64)
+    ]
+    alone = [client.post("/v1/chat", json=body).json() for body in bodies]
+    before = client.get("/metrics").text
+    together = asyncio.run(post_all(server, bodies))
+    assert all(response.status_code == 200 for response in together)
+    for one, batched in zip(alone, (r.json() for r in together), strict=True):
+        assert batched["intent"] == one["intent"] and batched["reply"] == one["reply"]
+        assert batched["confidence"] == pytest.approx(one["confidence"], abs=1e-5)
+        assert (batched["activations"] is None) == (one["activations"] is None)
+        if one["activations"] is not None:
+            for a, b in zip(one["activations"]["layers"], batched["activations"]["layers"], strict=True):
+                assert b["rms"] == pytest.approx(a["rms"], rel=1e-4, abs=1e-5)
+    after = client.get("/metrics").text
+    batches = _count(after) - _count(before)
+    assert batches < 64, "concurrent requests were never batched together"
+
+
+def _count(metrics: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith('lnserve_batch_size_count{model="chatbot-peri"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_full_queue_answers_503_with_retry_after_at_once(tmp_path: Path) -> None:
+    # The batcher holds the first requests for 2 s while it forms a batch; the queue takes only two.
+    settings = Settings(
+        model_dir=model_folder(tmp_path, ["chatbot-peri"]),
+        max_queue_size=2,
+        max_batch_size=64,
+        max_queue_delay_us=2_000_000,
+        warmup=False,
+        retry_after_s=3,
+    )
+    with serve_in_thread(settings) as base:
+        responses = asyncio.run(post_all(base, [{"message": text} for text in TEXTS[:8]]))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 200, 503, 503, 503, 503, 503, 503]
+    for response in responses:
+        if response.status_code == 503:
+            assert response.headers["retry-after"] == "3"
+            assert response.json() == {
+                "error": "the queue of model chatbot-peri is full (2 requests); retry later"
+            }
+            assert response.elapsed.total_seconds() < 1.0  # refused at once, not after the batch
+        else:
+            assert response.elapsed.total_seconds() >= 1.0
+
+
+def test_a_request_past_its_timeout_gets_504_with_a_clear_message(tmp_path: Path) -> None:
+    # The batcher waits 0.5 s for company, longer than the 0.1 s the request may take.
+    settings = Settings(
+        model_dir=model_folder(tmp_path, ["chatbot-peri"]),
+        request_timeout_s=0.1,
+        max_queue_delay_us=500_000,
+        max_batch_size=8,
+        warmup=False,
+    )
+    with serve_in_thread(settings) as base:
+        response = httpx.post(base + "/v1/chat", json={"message": "hello"}, timeout=10)
+        metrics = httpx.get(base + "/metrics").text
+    assert response.status_code == 504
+    assert response.json() == {
+        "error": "model chatbot-peri did not answer within the request timeout of 0.1 s"
+    }
+    assert (
+        'lnserve_request_failure_total{endpoint="chat",model="chatbot-peri",reason="timeout"} 1.0' in metrics
+    )

@@ -1,0 +1,75 @@
+"""Runtimes on the real artifacts without HTTP: fallback thresholds, padding buckets, providers, quantiles."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from service.runtime.base import Artifact
+from service.runtime.chatbot import ChatbotRuntime, ChatItem, length_buckets
+from service.runtime.forecaster import interpolate_quantiles
+from service.runtime.providers import CUDA, cuda_device_count, select_providers
+from tests.service.helpers import CHATBOT_ARTIFACTS, MODELS
+
+
+def load_chatbot(variant: str = "chatbot-peri") -> ChatbotRuntime:
+    folder = CHATBOT_ARTIFACTS / variant
+    runtime = ChatbotRuntime(Artifact(folder, json.loads((folder / "sidecar.json").read_text())), "auto", 1)
+    runtime.load()
+    return runtime
+
+
+def test_low_confidence_falls_back_to_out_of_scope_with_the_fallback_reply() -> None:
+    runtime = load_chatbot()
+    fallback = json.loads((MODELS / "chatbot" / "intents.json").read_text())["fallback_reply"]
+    confident = runtime.predict([ChatItem("i forgot my password")])[0]
+    assert confident.intent == "reset_password" and not confident.fallback
+    runtime.confidence_threshold = confident.confidence + 1e-3
+    unsure = runtime.predict([ChatItem("i forgot my password")])[0]
+    assert unsure.intent == "out_of_scope" and unsure.fallback and unsure.reply == fallback
+    assert unsure.confidence == pytest.approx(confident.confidence)
+    assert unsure.alternatives[0][0] == "reset_password"
+
+
+def test_small_margin_falls_back_too() -> None:
+    runtime = load_chatbot()
+    runtime.margin_threshold = 1.0  # no margin between two probabilities can reach 1
+    assert runtime.predict([ChatItem("i forgot my password")])[0].intent == "out_of_scope"
+
+
+def test_padding_to_a_longer_bucket_does_not_change_the_answer() -> None:
+    runtime = load_chatbot()
+    short = "cancel my plan"
+    alone = runtime.predict([ChatItem(short, diagnostic=True)])[0]
+    with_long = runtime.predict([ChatItem(short, diagnostic=True), ChatItem("word " * 60, diagnostic=True)])[
+        0
+    ]
+    np.testing.assert_allclose(with_long.logits, alone.logits, rtol=1e-4, atol=1e-5)
+    assert with_long.activations is not None and alone.activations is not None
+    np.testing.assert_allclose(with_long.activations, alone.activations, rtol=1e-4, atol=1e-5)
+
+
+def test_length_buckets_end_at_max_length() -> None:
+    assert length_buckets(64) == [8, 16, 32, 64]
+    assert length_buckets(50) == [8, 16, 32, 50]
+
+
+def test_cuda_is_chosen_only_when_a_gpu_is_there() -> None:
+    providers = select_providers("auto")
+    assert (CUDA in providers) == (cuda_device_count() > 0)
+    assert providers[-1] == "CPUExecutionProvider"
+
+
+def test_loading_on_a_machine_without_gpu_logs_no_onnxruntime_error(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    load_chatbot("chatbot-pre")
+    assert "[E:onnxruntime" not in capfd.readouterr().err
+
+
+def test_quantiles_between_the_models_levels_are_interpolated() -> None:
+    values = np.array([[1.0, 2.0, 4.0], [10.0, 20.0, 40.0]], dtype=np.float32)  # (H=2, levels 0.1/0.5/0.9)
+    out = interpolate_quantiles([0.1, 0.5, 0.9], values, [0.1, 0.3, 0.7, 0.9])
+    np.testing.assert_allclose(out, [[1.0, 1.5, 3.0, 4.0], [10.0, 15.0, 30.0, 40.0]])

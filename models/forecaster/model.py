@@ -1,0 +1,252 @@
+"""The forecaster: a LayerNorm-LSTM (Ba, Kiros & Hinton 2016) or LayerNorm-GRU with direct multi-horizon quantiles.
+
+Reads top to bottom: norms and cells, masked statistics, the config, then the model. The recurrence is written as a
+Python loop over the fixed context length, so the ONNX export is unrolled (no Loop/Scan).
+
+The graph works in scaled units (see features.py). Inside it, the window is normalised once more by d, the mean
+|x[t] - x[t-1]| of its real steps, so the network sees O(1) inputs whatever the series' volatility, and the
+output is anchor + d * residual: the network predicts the departure from the seasonal naive forecast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STATISTICS = ("mean", "std", "rms", "abs_mean", "abs_max")
+N_FEATURES = 4  # per time step: level vs last, seasonal difference, first difference, mask
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))  # the gate bias lives in the norm, as with LayerNorm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight + self.bias
+
+
+def make_norm(norm_type: str, dim: int, eps: float) -> nn.Module:
+    if norm_type == "layernorm":
+        return nn.LayerNorm(dim, eps=eps)
+    if norm_type == "rmsnorm":
+        return RMSNorm(dim, eps)
+    raise ValueError(f"unknown norm_type {norm_type!r}")
+
+
+class LNLSTMLayer(nn.Module):
+    """gates = N_ih(W_ih x) + N_hh(W_hh h); c' = σ(f)c + σ(i)tanh(g); h' = σ(o)tanh(N_c(c')).
+
+    The raw cell c' is carried to the next step (Ba et al.); only the output tanh sees the normalised cell.
+    Padding steps (mask = 0) leave the state unchanged, so a left-padded series starts from the zero state.
+    """
+
+    n_gates = 4
+    names = ("gates_ih_pre", "gates_ih_post", "gates_hh_pre", "gates_hh_post", "cell_norm", "hidden")
+
+    def __init__(self, n_in: int, hidden: int, norm_type: str, eps: float) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.w_ih = nn.Linear(n_in, self.n_gates * hidden, bias=False)
+        self.w_hh = nn.Linear(hidden, self.n_gates * hidden, bias=False)
+        self.norm_ih = make_norm(norm_type, self.n_gates * hidden, eps)
+        self.norm_hh = make_norm(norm_type, self.n_gates * hidden, eps)
+        self.norm_c = make_norm(norm_type, hidden, eps)
+        with torch.no_grad():  # forget-gate bias 1 (Jozefowicz et al. 2015)
+            self.norm_ih.bias[hidden : 2 * hidden].fill_(1.0)
+
+    def step(self, gi: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        gh_pre = self.w_hh(h)  # [B, 4H]
+        gh_post = self.norm_hh(gh_pre)  # [B, 4H]
+        i, f, o, g = (gi + gh_post).split(self.hidden, dim=-1)  # 4 x [B, H]
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)  # [B, H]
+        c_norm = self.norm_c(c_new)  # [B, H]
+        h_new = torch.sigmoid(o) * torch.tanh(c_norm)  # [B, H]
+        return h_new, c_new, gh_pre, gh_post, c_norm
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, record: bool) -> tuple[torch.Tensor, dict]:
+        B = x.shape[0]
+        gi_pre = self.w_ih(
+            x
+        )  # [B, T, 4H]: the input side needs no recurrence, so it runs for all steps at once
+        gi_post = self.norm_ih(gi_pre)  # [B, T, 4H]
+        h = x.new_zeros(B, self.hidden)  # [B, H]
+        c = x.new_zeros(B, self.hidden)  # [B, H]
+        out, rec = [], {"gates_hh_pre": [], "gates_hh_post": [], "cell_norm": []}
+        # unbind exports as one Split, where indexing per step would add a Slice and its constants per step
+        for gi, m in zip(gi_post.unbind(1), mask.unsqueeze(-1).unbind(1), strict=True):  # [B, 4H], [B, 1]
+            h_new, c_new, gh_pre, gh_post, c_norm = self.step(gi, h, c)
+            h = h + m * (h_new - h)  # padding (m = 0) keeps the state
+            c = c + m * (c_new - c)
+            out.append(h_new)
+            if record:
+                rec["gates_hh_pre"].append(gh_pre)
+                rec["gates_hh_post"].append(gh_post)
+                rec["cell_norm"].append(c_norm)
+        hs = torch.stack(out, dim=1)  # [B, T, H]
+        acts = {}
+        if record:
+            acts = {"gates_ih_pre": gi_pre, "gates_ih_post": gi_post} | {
+                k: torch.stack(v, 1) for k, v in rec.items()
+            }
+            acts["hidden"] = hs
+        return hs, acts | {"last": h}
+
+
+class LNGRULayer(LNLSTMLayer):
+    """r, z = σ(N_ih(W_ih x) + N_hh(W_hh h)); n = tanh(gi_n + r ⊙ gh_n); h' = (1 - z) n + z h."""
+
+    n_gates = 3
+    names = ("gates_ih_pre", "gates_ih_post", "gates_hh_pre", "gates_hh_post", "hidden")
+
+    def __init__(self, n_in: int, hidden: int, norm_type: str, eps: float) -> None:
+        nn.Module.__init__(self)
+        self.hidden = hidden
+        self.w_ih = nn.Linear(n_in, 3 * hidden, bias=False)
+        self.w_hh = nn.Linear(hidden, 3 * hidden, bias=False)
+        self.norm_ih = make_norm(norm_type, 3 * hidden, eps)
+        self.norm_hh = make_norm(norm_type, 3 * hidden, eps)
+
+    def step(self, gi: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        gh_pre = self.w_hh(h)  # [B, 3H]
+        gh_post = self.norm_hh(gh_pre)  # [B, 3H]
+        ri, zi, ni = gi.split(self.hidden, dim=-1)  # 3 x [B, H]
+        rh, zh, nh = gh_post.split(self.hidden, dim=-1)  # 3 x [B, H]
+        r, z = torch.sigmoid(ri + rh), torch.sigmoid(zi + zh)  # [B, H]
+        h_new = (1 - z) * torch.tanh(ni + r * nh) + z * h  # [B, H]
+        return h_new, c, gh_pre, gh_post, h_new
+
+
+def masked_statistics(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """mean, std, rms, abs_mean, abs_max of x [B, T, F] over the real steps of each row -> [B, 5]."""
+    w = mask.unsqueeze(-1)  # [B, T, 1]
+    n = mask.sum(1).clamp_min(1.0) * x.shape[-1]  # [B]
+    mean = (x * w).sum((1, 2)) / n  # [B]
+    var = ((x - mean[:, None, None]).pow(2) * w).sum((1, 2)) / n  # [B]
+    rms = ((x * x) * w).sum((1, 2)) / n  # [B]
+    abs_mean = (x.abs() * w).sum((1, 2)) / n  # [B]
+    abs_max = (x.abs() * w).amax((1, 2))  # [B]
+    return torch.stack([mean, var.sqrt(), rms.sqrt(), abs_mean, abs_max], dim=-1)  # [B, 5]
+
+
+@dataclass
+class ForecasterConfig:
+    context_length: int = 96
+    max_horizon: int = 24
+    quantiles: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])
+    cell: str = "lstm"  # lstm | gru
+    n_layer: int = 2
+    hidden: int = 64
+    norm_type: str = "layernorm"  # layernorm | rmsnorm
+    norm_eps: float = 1e-5
+    feature_clip: float = 20.0  # inputs are in units of d; clipped so one outlier cannot saturate every gate
+    min_diff: float = 1e-3  # floor of d in scaled units (a constant series has d = 0)
+
+    @property
+    def norm_placement(self) -> str:
+        return f"ln-{self.cell}"
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"norm_placement": self.norm_placement, "residual_scale": 1.0}
+
+
+class Forecaster(nn.Module):
+    def __init__(self, config: ForecasterConfig) -> None:
+        super().__init__()
+        self.config = config
+        layer = {"lstm": LNLSTMLayer, "gru": LNGRULayer}[config.cell]
+        n_in = [N_FEATURES] + [config.hidden] * (config.n_layer - 1)
+        self.layers = nn.ModuleList(layer(k, config.hidden, config.norm_type, config.norm_eps) for k in n_in)
+        self.n_q = len(config.quantiles)
+        self.mid = config.quantiles.index(0.5)
+        self.head = nn.Sequential(
+            nn.Linear(config.n_layer * config.hidden, config.hidden),
+            nn.GELU(),
+            nn.Linear(config.hidden, config.max_horizon * self.n_q),
+        )
+        nn.init.normal_(self.head[-1].weight, std=0.01 / math.sqrt(config.hidden))
+        nn.init.zeros_(self.head[-1].bias)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [
+            f"{self.config.cell}{i}.{name}" for i, layer in enumerate(self.layers) for name in layer.names
+        ]
+
+    def features(
+        self, context: torch.Tensor, mask: torch.Tensor, seasonal_lag: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        prev_mask = F.pad(mask[:, :-1], (1, 0))  # [B, T]: 1 where x[t-1] is real
+        prev = F.pad(context[:, :-1], (1, 0))  # [B, T]
+        prev = prev_mask * prev + (1 - prev_mask) * context  # [B, T]: first real step differs from itself
+        n_diff = (mask.sum(1, keepdim=True) - 1).clamp_min(1.0)  # [B, 1]
+        d = ((context - prev).abs() * mask).sum(1, keepdim=True) / n_diff  # [B, 1]
+        d = d.clamp_min(self.config.min_diff)  # [B, 1]
+        last = context[:, -1:]  # [B, 1]: the newest value is always real (left padding)
+        clip = self.config.feature_clip
+        level = ((context - last) / d).clamp(-clip, clip)  # [B, T]
+        seasonal = ((context - seasonal_lag) / d).clamp(-clip, clip)  # [B, T]
+        diff = ((context - prev) / d).clamp(-clip, clip)  # [B, T]
+        x = torch.stack([level * mask, seasonal * mask, diff * mask, mask], dim=-1)  # [B, T, 4]
+        return x, d
+
+    def forward(
+        self,
+        context: torch.Tensor,  # [B, T]
+        mask: torch.Tensor,  # [B, T]
+        seasonal_lag: torch.Tensor,  # [B, T]
+        anchor: torch.Tensor,  # [B, max_horizon]
+        return_activations: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x, d = self.features(context, mask, seasonal_lag)  # [B, T, 4], [B, 1]
+        lasts, stats = [], []
+        for layer in self.layers:
+            x, acts = layer(x, mask, return_activations)  # [B, T, H]
+            lasts.append(acts.pop("last"))
+            stats += (
+                [masked_statistics(acts[name], mask) for name in layer.names] if return_activations else []
+            )
+        raw = self.head(torch.cat(lasts, dim=-1)).view(-1, self.config.max_horizon, self.n_q)  # [B, Hz, Q]
+        mid = raw[..., self.mid : self.mid + 1]  # [B, Hz, 1]
+        up = mid + F.softplus(raw[..., self.mid + 1 :]).cumsum(-1)  # [B, Hz, Q - mid - 1]
+        gaps = F.softplus(raw[..., : self.mid])  # [B, Hz, mid]
+        down = mid - (gaps.sum(-1, keepdim=True) - gaps.cumsum(-1) + gaps)  # [B, Hz, mid]: reversed cumsum
+        resid = torch.cat([down, mid, up], dim=-1)  # [B, Hz, Q], monotone by construction
+        quantiles = anchor.unsqueeze(-1) + d.unsqueeze(-1) * resid  # [B, Hz, Q] in scaled units
+        activations = torch.stack(stats, dim=1) if return_activations else None  # [B, n_layers, 5]
+        return quantiles, activations
+
+
+class ForecasterEnsemble(nn.Module):
+    """Members trained with different seeds; the quantiles are averaged (a mean of sorted vectors stays sorted)
+    and the activations of every member are reported, member by member."""
+
+    def __init__(self, members: list[Forecaster]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.config = members[0].config
+
+    @property
+    def layer_names(self) -> list[str]:
+        if len(self.members) == 1:
+            return self.members[0].layer_names
+        return [f"member{k}.{name}" for k, m in enumerate(self.members) for name in m.layer_names]
+
+    def forward(
+        self,
+        context: torch.Tensor,  # [B, T]
+        mask: torch.Tensor,  # [B, T]
+        seasonal_lag: torch.Tensor,  # [B, T]
+        anchor: torch.Tensor,  # [B, max_horizon]
+        return_activations: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        outs = [m(context, mask, seasonal_lag, anchor, return_activations) for m in self.members]
+        quantiles = torch.stack([q for q, _ in outs]).mean(0)  # [B, Hz, Q]
+        activations = torch.cat([a for _, a in outs], dim=1) if return_activations else None  # [B, K * L, 5]
+        return quantiles, activations

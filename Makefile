@@ -46,12 +46,13 @@ test-container:
 	scripts/test-container.sh
 
 train: $(STAMP)
-	$(VENV)/bin/lnserve train chatbot --placement post --name chatbot-post
-	$(VENV)/bin/lnserve train chatbot --placement pre --name chatbot-pre
-	$(VENV)/bin/lnserve train chatbot --placement peri --name chatbot-peri
+	$(VENV)/bin/lnserve train chatbot-data
+	$(VENV)/bin/lnserve train chatbot --placement post --name chatbot-post --seed 0
+	$(VENV)/bin/lnserve train chatbot --placement pre --name chatbot-pre --seed 0
+	$(VENV)/bin/lnserve train chatbot --placement peri --name chatbot-peri --seed 0
 	$(VENV)/bin/lnserve export chatbot --select-default
 	$(VENV)/bin/lnserve train forecaster --name forecaster
-	$(VENV)/bin/lnserve export forecaster
+	$(VENV)/bin/lnserve export forecaster --name forecaster
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -12,6 +12,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from service.runtime.providers import session_options
+
 FOLDER = Path(__file__).resolve().parents[2] / "models" / "forecaster" / "artifacts" / "forecaster"
 
 
@@ -23,7 +25,9 @@ def meta() -> dict:
 @pytest.fixture(scope="module")
 def sessions(meta: dict) -> dict[str, ort.InferenceSession]:
     return {
-        key: ort.InferenceSession(str(FOLDER / entry["path"]), providers=["CPUExecutionProvider"])
+        key: ort.InferenceSession(
+            str(FOLDER / entry["path"]), session_options(1), providers=["CPUExecutionProvider"]
+        )
         for key, entry in meta["files"].items()
     }
 

@@ -14,6 +14,7 @@ onnx = pytest.importorskip("onnx")
 from models.forecaster.export import export_onnx  # noqa: E402
 from models.forecaster.features import make_inputs, to_original_units  # noqa: E402
 from models.forecaster.model import Forecaster, ForecasterConfig, ForecasterEnsemble  # noqa: E402
+from service.runtime.providers import session_options  # noqa: E402
 
 CONTEXT, HORIZON = 12, 6
 
@@ -34,7 +35,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[ForecasterEnsemble, 
 
 def _session(folder: Path, diag: bool) -> ort.InferenceSession:
     name = "model.diag.onnx" if diag else "model.onnx"
-    return ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(folder / name), session_options(1), providers=["CPUExecutionProvider"])
 
 
 def _series() -> list[np.ndarray]:

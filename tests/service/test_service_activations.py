@@ -12,6 +12,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from models.forecaster import features
+from service.runtime.providers import session_options
 from tests.service.helpers import CHATBOT_ARTIFACTS, FORECASTER_ARTIFACTS
 
 
@@ -20,7 +21,9 @@ def direct_chatbot_activations(variant: str, text: str) -> tuple[np.ndarray, np.
     sidecar = json.loads((folder / "sidecar.json").read_text())
     ids = Tokenizer.from_file(str(folder / sidecar["chatbot"]["tokenizer"])).encode(text).ids
     ids = ids[: sidecar["chatbot"]["max_length"]]
-    session = ort.InferenceSession(str(folder / "model.diag.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(folder / "model.diag.onnx"), session_options(1), providers=["CPUExecutionProvider"]
+    )
     feeds = {
         "input_ids": np.array([ids], dtype=np.int64),
         "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
@@ -70,7 +73,9 @@ def test_forecast_activations_equal_a_direct_run_of_the_diagnostic_graph(client:
         json={"series": series.tolist(), "horizon": 4, "season_length": 12, "return_activations": True},
     ).json()
     feeds, scales = features.make_inputs([series], [12], sidecar["forecaster"]["context_length"])
-    session = ort.InferenceSession(str(folder / "model.diag.onnx"), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(folder / "model.diag.onnx"), session_options(1), providers=["CPUExecutionProvider"]
+    )
     quantiles, activations = session.run(["quantiles", "activations"], feeds)
     np.testing.assert_allclose(as_matrix(body["activations"]), activations[0], rtol=1e-4, atol=1e-5)
     median = features.to_original_units(quantiles, scales)[

@@ -54,5 +54,11 @@ train: $(STAMP)
 	$(VENV)/bin/lnserve train forecaster --name forecaster
 	$(VENV)/bin/lnserve export forecaster --name forecaster
 
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk (apt-get install -y wrk)"; exit 1; }
+	$(PY) -m bench.model_latency --threads 0 1
+	$(PY) -m bench.http_load
+	$(PY) -m bench.stats_overhead
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=30.0, gt=0)
     """Per-request limit for queueing plus inference; past it the request fails with 504."""
 
-    activation_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    activation_sample_rate: float = Field(default=0.001, ge=0.0, le=1.0)
     """Fraction of ordinary traffic run through the instrumented graph to feed the live activation aggregates."""
 
     api_key: SecretStr | None = None

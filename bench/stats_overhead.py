@@ -1,0 +1,306 @@
+"""Cost of the activation statistics: fast path vs instrumented path, and sampling at the default rate vs none.
+
+Model level (no HTTP), timed side by side:
+- ``graph``: the shipped ``model.onnx`` vs ``model.diag.onnx`` in ONNX Runtime on the same feeds;
+- ``runtime``: the service's own runtime ``predict`` (tokenising / features, padding, decisions) with every item on
+  the fast path, every item instrumented, or items instrumented at the sample rate as the service picks them (plus
+  feeding the live aggregates). Sampled calls are rare, so that comparison uses mean times, the others medians.
+
+HTTP: servers with ``LNSERVE_ACTIVATION_SAMPLE_RATE=0`` and at the default rate (plus ``--rates``), driven in turn
+by ``wrk``; and on the rate-0 server, requests with ``return_activations: true``. Overheads are medians of the
+per-round ratios (the two runs of a round are adjacent in time), with their range.
+
+    .venv/bin/python -m bench.stats_overhead [--seconds 8] [--http-seconds 5] [--rounds 3] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from bench.artifacts import KINDS, Artifact, default_artifact, feeds_for
+from bench.bodies import bodies_for, chat_messages, seasonal_series
+from bench.servers import ServerSpec, running
+from bench.tables import dump_json, header, markdown_table
+from bench.timing import interleaved, median_ms, overhead_pct
+from bench.wrk import Load, require_wrk, run_wrk
+from service.runtime import RUNTIMES
+from service.runtime.base import Artifact as ServiceArtifact
+from service.runtime.chatbot import ChatItem
+from service.runtime.forecaster import ForecastItem
+from service.runtime.providers import session_options
+from service.settings import Settings
+
+BATCHES = (1, 32)
+TARGET_PCT = 5.0  # statistics overhead at the default sampling <= 5% (issue 4)
+ENDPOINT = {"chatbot": "/v1/chat", "forecaster": "/v1/forecast"}
+
+
+class Sampler:
+    """Exactly ``rate`` of the items, evenly spread (deterministic, so every run samples alike)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate, self.n = rate, 0
+
+    def __call__(self) -> bool:
+        self.n += 1
+        return int(self.n * self.rate) > int((self.n - 1) * self.rate)
+
+
+def make_items(kind: str, batch: int, diagnostic: Callable[[], bool]) -> Callable[[], list[Any]]:
+    """A factory of fresh items (so each call samples anew); the inputs themselves are prepared once."""
+    if kind == "chatbot":
+        texts = chat_messages(64)[:batch]
+        return lambda: [ChatItem(text, diagnostic()) for text in texts]
+    series = [np.asarray(s, dtype=np.float32) for s in seasonal_series(64)[:batch]]
+    return lambda: [ForecastItem(s, 12, diagnostic()) for s in series]
+
+
+def runtime_runner(
+    runtime: Any, kind: str, batch: int, diagnostic: Callable[[], bool]
+) -> Callable[[], object]:
+    """One ``predict`` call on fresh items, feeding the live aggregates as the service does after a batch."""
+
+    items = make_items(kind, batch, diagnostic)
+
+    def run() -> object:
+        results = runtime.predict(items())
+        for result in results:
+            if result.activations is not None:
+                runtime.monitor.observe(result.activations)
+        return results
+
+    return run
+
+
+def graph_rows(artifact: Artifact, threads: int, seconds: float) -> list[dict[str, Any]]:
+    options, cpu = session_options(threads), ["CPUExecutionProvider"]
+    fast = ort.InferenceSession(str(artifact.file("model")), options, providers=cpu)
+    diag = ort.InferenceSession(str(artifact.file("diagnostics")), options, providers=cpu)
+    rows = []
+    for batch in BATCHES:
+        feeds = feeds_for(artifact, batch)
+        times = interleaved(
+            {"fast": partial(fast.run, None, feeds), "diag": partial(diag.run, None, feeds)}, seconds
+        )
+        f, d = median_ms(times["fast"]), median_ms(times["diag"])
+        rows.append(
+            {"level": "graph", "model": artifact.name, "batch": batch, "fast_ms": f, "instrumented_ms": d}
+        )
+    return rows
+
+
+def runtime_rows(artifact: Artifact, threads: int, seconds: float, rate: float) -> list[dict[str, Any]]:
+    runtime = RUNTIMES[artifact.kind](ServiceArtifact(artifact.folder, artifact.sidecar), "cpu", threads)
+    runtime.load()
+    rows = []
+    for batch in BATCHES:
+        candidates = {
+            "fast": runtime_runner(runtime, artifact.kind, batch, lambda: False),
+            "diag": runtime_runner(runtime, artifact.kind, batch, lambda: True),
+            "sampled": runtime_runner(runtime, artifact.kind, batch, Sampler(rate)),
+        }
+        times = interleaved(candidates, seconds)
+        rows.append(
+            {
+                "level": "runtime",
+                "model": artifact.name,
+                "batch": batch,
+                "fast_ms": median_ms(times["fast"]),
+                "instrumented_ms": median_ms(times["diag"]),
+                "fast_mean_ms": statistics.fmean(times["fast"]) * 1e3,
+                "sampled_mean_ms": statistics.fmean(times["sampled"]) * 1e3,
+            }
+        )
+    return rows
+
+
+def add_sample_cost(rows: list[dict[str, Any]]) -> None:
+    """Attach to each runtime row the batch-1 instrumented time its sampling cost is made of."""
+    diag_1 = {r["model"]: r["instrumented_ms"] for r in rows if r["level"] == "runtime" and r["batch"] == 1}
+    for r in rows:
+        if r["level"] == "runtime":
+            r["diag_1_ms"] = diag_1[r["model"]]
+
+
+def expected_pct(rate: float, row: dict[str, Any]) -> float:
+    """Expected overhead of sampling at ``rate`` for a batch of B, from medians: sampled items leave the fast batch
+    (saving about rate * fast(B)) and run the instrumented graph as a separate, usually single-item, call (one more
+    call of about diag(1) whenever at least one of the B items is sampled)."""
+    b, fast = row["batch"], row["fast_ms"]
+    extra = (1.0 - (1.0 - rate) ** b) * row["diag_1_ms"] - rate * fast
+    return 100.0 * extra / fast
+
+
+def model_table(rows: list[dict[str, Any]], rate: float) -> str:
+    out = []
+    for r in rows:
+        expected = measured = "-"
+        if r["level"] == "runtime":
+            expected = f"{expected_pct(rate, r):+.2f}%"
+            measured = f"{overhead_pct(r['fast_mean_ms'], r['sampled_mean_ms']):+.1f}%"
+        out.append(
+            [
+                r["level"],
+                r["model"],
+                str(r["batch"]),
+                f"{r['fast_ms']:.3f}",
+                f"{r['instrumented_ms']:.3f}",
+                f"{overhead_pct(r['fast_ms'], r['instrumented_ms']):+.1f}%",
+                expected,
+                measured,
+            ]
+        )
+    return markdown_table(
+        [
+            "level",
+            "model",
+            "batch",
+            "fast ms (p50)",
+            "instrumented ms (p50)",
+            "instrumented overhead",
+            f"sampling at {rate:g}: expected",
+            "measured (means)",
+        ],
+        out,
+    )
+
+
+def max_rate(rows: list[dict[str, Any]]) -> float:
+    """The largest sample rate whose expected overhead stays within the target at every batch size measured."""
+    runtime = [r for r in rows if r["level"] == "runtime"]
+    lo, hi = 0.0, 1.0
+    if max(expected_pct(hi, r) for r in runtime) <= TARGET_PCT:
+        return hi
+    for _ in range(40):  # bisection: the expected overhead grows with the rate
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if max(expected_pct(mid, r) for r in runtime) <= TARGET_PCT else (lo, mid)
+    return lo
+
+
+def http_rounds(
+    cases: dict[str, tuple[str, list[str]]], c: int, seconds: float, rounds: int
+) -> dict[str, list[Load]]:
+    names = list(cases)
+    loads: dict[str, list[Load]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            url, bodies = cases[name]
+            loads[name].append(run_wrk(url, bodies, c, seconds))
+    return loads
+
+
+def paired_overhead(base: list[Load], other: list[Load]) -> tuple[float, float, float]:
+    """Median, min and max over rounds of the extra time per request (throughput ratio - 1), in percent."""
+    pcts = [(b.ok_per_s / o.ok_per_s - 1.0) * 100.0 for b, o in zip(base, other, strict=True)]
+    return statistics.median(pcts), min(pcts), max(pcts)
+
+
+def http_part(
+    kinds: list[str], rates: list[float], concurrency: list[int], seconds: float, rounds: int
+) -> tuple[str, dict[str, Any], dict[str, float]]:
+    specs = [ServerSpec("rate 0", {"LNSERVE_ACTIVATION_SAMPLE_RATE": "0"})]
+    specs += [ServerSpec(f"rate {r:g}", {"LNSERVE_ACTIVATION_SAMPLE_RATE": str(r)}) for r in rates]
+    rows, raw, overheads = [], {}, {}
+    with running(specs) as urls:
+        for kind in kinds:
+            endpoint = ENDPOINT[kind]
+            plain, instrumented = bodies_for(endpoint), bodies_for(endpoint, return_activations=True)
+            cases = {name: (url + endpoint, plain) for name, url in urls.items()}
+            cases["rate 0, return_activations"] = (urls["rate 0"] + endpoint, instrumented)
+            for url, bodies in cases.values():
+                run_wrk(url, bodies, 16, 1)  # warm-up
+            for c in concurrency:
+                loads = http_rounds(cases, c, seconds, rounds)
+                raw[f"{endpoint} c={c}"] = {name: [vars(x) for x in xs] for name, xs in loads.items()}
+                for name in list(cases)[1:]:
+                    med, lo, hi = paired_overhead(loads["rate 0"], loads[name])
+                    overheads[f"{endpoint} c={c} {name}"] = med
+                    base = statistics.median(x.ok_per_s for x in loads["rate 0"])
+                    other = statistics.median(x.ok_per_s for x in loads[name])
+                    p50 = statistics.median(x.p50_ms for x in loads[name])
+                    p99 = statistics.median(x.p99_ms for x in loads[name])
+                    errors = sum(x.errors for x in loads[name]) + sum(x.errors for x in loads["rate 0"])
+                    rows.append(
+                        [
+                            endpoint,
+                            str(c),
+                            name,
+                            f"{base:.0f}/s",
+                            f"{other:.0f}/s ({p50:.1f} / {p99:.1f} ms)",
+                            f"{med:+.1f}% ({lo:+.1f} .. {hi:+.1f})",
+                            str(errors),
+                        ]
+                    )
+    table = markdown_table(
+        [
+            "endpoint",
+            "c",
+            "compared with rate 0",
+            "rate 0 req/s",
+            "req/s (p50 / p99)",
+            "overhead: median (range) over rounds",
+            "errors",
+        ],
+        rows,
+    )
+    return table, raw, overheads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=8.0, help="model-level timing budget per model and batch"
+    )
+    parser.add_argument("--http-seconds", type=float, default=5.0, help="wrk duration per case and round")
+    parser.add_argument("--rounds", type=int, default=3, help="HTTP rounds (each case once per round)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
+    parser.add_argument(
+        "--rates", type=float, nargs="*", default=None, help="sample rates (default: the setting's)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="ORT threads at model level (0: the service's)"
+    )
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--skip-http", action="store_true")
+    parser.add_argument("--json", help="also write the raw figures here")
+    args = parser.parse_args()
+    default_rate = Settings().activation_sample_rate
+    rates = args.rates if args.rates is not None else [default_rate]
+    threads = session_options(args.threads).intra_op_num_threads
+    rows = []
+    for kind in args.kinds:
+        artifact = default_artifact(kind)
+        rows += graph_rows(artifact, threads, args.seconds / 2)
+        rows += runtime_rows(artifact, threads, args.seconds, default_rate)
+    add_sample_cost(rows)
+    print(header(f"Statistics overhead (default sample rate {default_rate:g}, {threads} ORT threads)"))
+    print(f"### Model level\n\n{model_table(rows, default_rate)}\n")
+    print(
+        "Expected = ((1 - (1 - rate)^B) x instrumented(1) - rate x fast(B)) / fast(B), from the runtime medians;"
+        f" the target <= {TARGET_PCT:g}% holds for every sample rate <= {max_rate(rows):.3g}.\n"
+    )
+    payload: dict[str, Any] = {
+        "default_rate": default_rate,
+        "threads": threads,
+        "max_rate_for_target": max_rate(rows),
+        "model_rows": rows,
+    }
+    if not args.skip_http:
+        require_wrk()
+        table, raw, overheads = http_part(args.kinds, rates, args.concurrency, args.http_seconds, args.rounds)
+        print(f"### HTTP (wrk -t1, {args.http_seconds:g} s per case, {args.rounds} rounds)\n\n{table}\n")
+        payload |= {"http": raw, "http_overhead_pct": overheads}
+    dump_json(args.json, payload)
+
+
+if __name__ == "__main__":
+    main()

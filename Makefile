@@ -27,6 +27,9 @@ run: $(STAMP)
 	$(VENV)/bin/lnserve serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
+	# promtool and the Prometheus server for the metrics and monitoring tests (Debian package; skipped tests say so
+	# where it cannot be installed).
+	-scripts/ensure-prometheus.sh
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

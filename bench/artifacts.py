@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from bench.bodies import chat_messages, seasonal_series
+from service.runtime.base import Artifact
 
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("chatbot", "forecaster")
-
-
-@dataclass(frozen=True)
-class Artifact:
-    folder: Path
-    sidecar: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return str(self.sidecar["name"])
-
-    @property
-    def kind(self) -> str:
-        return str(self.sidecar["kind"])
-
-    def file(self, role: str) -> Path:
-        return self.folder / str(self.sidecar["files"][role]["path"])
 
 
 def default_artifact(kind: str) -> Artifact:

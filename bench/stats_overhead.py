@@ -31,7 +31,6 @@ from bench.tables import dump_json, header, markdown_table
 from bench.timing import interleaved, median_ms, overhead_pct
 from bench.wrk import Load, require_wrk, run_wrk
 from service.runtime import RUNTIMES
-from service.runtime.base import Artifact as ServiceArtifact
 from service.runtime.chatbot import ChatItem
 from service.runtime.forecaster import ForecastItem
 from service.runtime.providers import session_options
@@ -97,7 +96,7 @@ def graph_rows(artifact: Artifact, threads: int, seconds: float) -> list[dict[st
 
 
 def runtime_rows(artifact: Artifact, threads: int, seconds: float, rate: float) -> list[dict[str, Any]]:
-    runtime = RUNTIMES[artifact.kind](ServiceArtifact(artifact.folder, artifact.sidecar), "cpu", threads)
+    runtime = RUNTIMES[artifact.kind](artifact, "cpu", threads)
     runtime.load()
     rows = []
     for batch in BATCHES:

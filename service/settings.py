@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=32, ge=1, le=1024)
     """Largest batch the dynamic batcher forms for one model."""
 
-    max_queue_delay_us: int = Field(default=2000, ge=0, le=10_000_000)
+    max_queue_delay_us: int = Field(default=500, ge=0, le=10_000_000)
     """How long the batcher waits for more requests after the first one of a batch, in microseconds."""
 
     max_queue_size: int = Field(default=512, ge=1)

@@ -22,11 +22,11 @@ import onnxruntime as ort
 import torch
 
 from models.chatbot import baseline, data
-from models.chatbot.model import STATISTICS, Chatbot, layer_specs
+from models.chatbot.model import Chatbot, layer_specs
 from models.chatbot.tokenizer import PAD_ID, encode, load_tokenizer
 from models.chatbot.train import RUNS_DIR, load_checkpoint, pad_batch
+from models.sidecar import IR_VERSION, OPSET, STATISTICS, file_entry, reference_activations
 
-OPSET, IR_VERSION = 18, 10
 VARIANTS = ("chatbot-post", "chatbot-pre", "chatbot-peri")
 INPUT_NAMES = ["input_ids", "attention_mask"]
 
@@ -159,17 +159,6 @@ def choose_thresholds(
     return best, tradeoff
 
 
-def reference_statistics(acts: np.ndarray, layers: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and spread over the validation utterances of every statistic of every layer."""
-    return {
-        str(layer["name"]): {
-            stat: {"mean": float(acts[:, i, j].mean()), "std": float(acts[:, i, j].std())}
-            for j, stat in enumerate(STATISTICS)
-        }
-        for i, layer in enumerate(layers)
-    }
-
-
 def time_paths(fast: Path, diag: Path, ids: list[list[int]], repeats: int = 200) -> dict[str, float]:
     """Median latency (ms) of the fast and the diagnostic session, one thread, batch 1 and batch 32."""
     out: dict[str, float] = {}
@@ -187,11 +176,6 @@ def time_paths(fast: Path, diag: Path, ids: list[list[int]], repeats: int = 200)
                 samples.append(time.perf_counter() - start)
             out[f"{label}_batch{size}_ms"] = 1000 * float(np.median(samples))
     return out
-
-
-def file_entry(path: Path) -> dict[str, Any]:
-    blob = path.read_bytes()
-    return {"path": path.name, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)}
 
 
 def rounded(value: Any, digits: int = 6) -> Any:
@@ -276,7 +260,7 @@ def export_variant(
         "config": {**cfg.to_dict(), "parameters": model.num_parameters()},
         "layers": layers,
         "statistics": list(STATISTICS),
-        "reference_activations": reference_statistics(acts, layers),
+        "reference_activations": reference_activations(acts, [str(layer["name"]) for layer in layers]),
         "training": training,
         "chatbot": {
             "labels": labels,

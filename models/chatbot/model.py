@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-STATISTICS = ("mean", "std", "rms", "abs_mean", "abs_max")
 Placement = Literal["post", "pre", "peri"]
 NormType = Literal["layernorm", "rmsnorm"]
 

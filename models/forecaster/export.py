@@ -6,7 +6,6 @@ Two graphs from the same weights: model.onnx (quantiles only, the fast path) and
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -21,9 +20,9 @@ import torch
 from torch import nn
 
 from models.forecaster.features import INPUT_NAMES
-from models.forecaster.model import STATISTICS, Forecaster, ForecasterEnsemble
+from models.forecaster.model import Forecaster, ForecasterEnsemble
+from models.sidecar import IR_VERSION, OPSET, STATISTICS, file_entry, reference_activations
 
-OPSET, IR_VERSION = 18, 10
 FEATURES_MODULE = "models.forecaster.features"
 
 
@@ -112,11 +111,6 @@ def compact(proto: onnx.ModelProto) -> onnx.ModelProto:
     return proto
 
 
-def _file_entry(path: Path) -> dict:
-    data = path.read_bytes()
-    return {"path": path.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-
-
 def layer_kind(name: str) -> str:
     leaf = name.rsplit(".", 1)[-1]
     return {
@@ -127,17 +121,6 @@ def layer_kind(name: str) -> str:
         "cell_norm": "cell_norm",
         "hidden": "hidden",
     }[leaf]
-
-
-def reference_activations(activations: np.ndarray, names: list[str]) -> dict:
-    """activations [N, L, 5] over the validation windows -> {layer: {statistic: {mean, std}}}."""
-    return {
-        name: {
-            stat: {"mean": float(activations[:, i, j].mean()), "std": float(activations[:, i, j].std())}
-            for j, stat in enumerate(STATISTICS)
-        }
-        for i, name in enumerate(names)
-    }
 
 
 def sidecar(
@@ -158,8 +141,8 @@ def sidecar(
         "version": "1",
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "files": {
-            "model": _file_entry(folder / "model.onnx"),
-            "diagnostics": _file_entry(folder / "model.diag.onnx"),
+            "model": file_entry(folder / "model.onnx"),
+            "diagnostics": file_entry(folder / "model.diag.onnx"),
         },
         "onnx": {
             "opset": OPSET,

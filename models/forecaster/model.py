@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-STATISTICS = ("mean", "std", "rms", "abs_mean", "abs_max")
 N_FEATURES = 4  # per time step: level vs last, seasonal difference, first difference, mask
 
 

@@ -20,8 +20,9 @@ from tqdm import tqdm
 from models.forecaster.data import Series
 from models.forecaster.evaluate import aggregate
 from models.forecaster.features import to_original_units
-from models.forecaster.model import STATISTICS, Forecaster, ForecasterConfig
+from models.forecaster.model import Forecaster, ForecasterConfig
 from models.forecaster.windows import EvalWindows, TrainingSampler, eval_windows
+from models.sidecar import STATISTICS
 
 
 @dataclass

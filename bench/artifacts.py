@@ -1,66 +1,61 @@
-"""The shipped artifacts the benchmarks run (the default variant of each kind) and realistic inputs for them."""
+"""What the benchmarks run, read from the service's kind registry: each kind's default artifact, its request
+bodies and the graph feeds those bodies become (built by the kind's own runtime, as the service builds them)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bench.bodies import chat_messages, seasonal_series
-from service.runtime.base import Artifact
+from models.sidecar import read
+from service.kinds import AnyKind, registry
+from service.runtime.base import Artifact, Runtime, RuntimeOptions
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("chatbot", "forecaster")
+KINDS = {kind.name: kind for kind in registry()}
 
 
 def default_artifact(kind: str) -> Artifact:
-    """The artifact the service serves under the name ``kind`` (the alias target, else the only one), from
+    """The artifact the service serves under the kind's default name (the alias target, else the only one), from
     ``LNSERVE_MODEL_DIR`` like the service."""
     from service.settings import Settings
 
     base = Settings().model_dir / kind / "artifacts"
     aliases_file = base / "aliases.json"
     aliases = json.loads(aliases_file.read_text(encoding="utf-8")) if aliases_file.exists() else {}
-    names = [aliases[kind]] if kind in aliases else sorted(p.parent.name for p in base.glob("*/sidecar.json"))
+    default = KINDS[kind].default_model
+    names = (
+        [aliases[default]]
+        if default in aliases
+        else sorted(p.parent.name for p in base.glob("*/sidecar.json"))
+    )
     if not names:
         raise SystemExit(f"no {kind} artifact under {base}: train and export it first (make train)")
-    folder = base / names[0]
-    return Artifact(folder, json.loads((folder / "sidecar.json").read_text(encoding="utf-8")))
+    return Artifact(base / names[0], read(base / names[0] / "sidecar.json"))
 
 
-def chatbot_feeds(artifact: Artifact, batch: int) -> dict[str, np.ndarray]:
-    """Validation utterances tokenised as the service does, right-padded to the longest of the batch.
+def prepared_runtime(artifact: Artifact, threads: int = 1, load: bool = False) -> Runtime[Any, Any]:
+    runtime = KINDS[artifact.kind].runtime(artifact, RuntimeOptions("cpu", threads))
+    runtime.load() if load else runtime.prepare()
+    return runtime
 
-    Batch 1 is the utterance of median length; larger batches spread over the validation file.
-    """
-    from tokenizers import Tokenizer
 
-    cfg = artifact.sidecar["chatbot"]
-    tok = Tokenizer.from_file(str((artifact.folder / cfg["tokenizer"]).resolve()))
-    max_len, pad = int(cfg["max_length"]), int(cfg["pad_id"])
-    ids = [enc.ids[:max_len] or [1] for enc in tok.encode_batch(chat_messages(max(batch, 64)))]
+def bench_items(runtime: Runtime[Any, Any], batch: int) -> list[Any]:
+    """The kind's benchmark bodies as items; batch 1 is the body of median size."""
+    kind = KINDS[runtime.artifact.kind]
+    bodies = kind.bench_bodies(max(batch, 64))
     if batch == 1:
-        ids = [sorted(ids, key=len)[len(ids) // 2]]
-    ids = ids[:batch]
-    width = max(len(row) for row in ids)
-    input_ids = np.full((len(ids), width), pad, dtype=np.int64)
-    mask = np.zeros((len(ids), width), dtype=np.int64)
-    for i, row in enumerate(ids):
-        input_ids[i, : len(row)] = row
-        mask[i, : len(row)] = 1
-    return {"input_ids": input_ids, "attention_mask": mask}
-
-
-def forecaster_feeds(artifact: Artifact, batch: int) -> dict[str, np.ndarray]:
-    """Seasonal series of 24 to 144 points through the shipped feature module (monthly, season 12)."""
-    from models.forecaster import features
-
-    cfg = artifact.sidecar["forecaster"]
-    series = [np.asarray(s) for s in seasonal_series(max(batch, 64))[:batch]]
-    feeds, _ = features.make_inputs(series, [12] * batch, int(cfg["context_length"]), int(cfg["max_horizon"]))
-    return feeds
+        bodies = [sorted(bodies, key=lambda b: len(json.dumps(b)))[len(bodies) // 2]]
+    parsed = [kind.route.request.model_validate(body) for body in bodies[:batch]]
+    return [item for body in parsed for item in kind.parse(runtime, body).items]
 
 
 def feeds_for(artifact: Artifact, batch: int) -> dict[str, np.ndarray]:
-    return chatbot_feeds(artifact, batch) if artifact.kind == "chatbot" else forecaster_feeds(artifact, batch)
+    runtime = prepared_runtime(artifact)
+    return runtime.feeds(bench_items(runtime, batch))
+
+
+def kind_of(artifact: Artifact) -> AnyKind:
+    return KINDS[artifact.kind]

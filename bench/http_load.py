@@ -18,13 +18,14 @@ import argparse
 import statistics
 from typing import Any
 
+from bench import bodies
 from bench.bodies import bodies_for
 from bench.servers import ServerSpec, batch_totals, running
 from bench.tables import dump_json, header, markdown_table
 from bench.wrk import Load, require_wrk, run_wrk
 from service.settings import Settings
 
-ENDPOINTS = ("/v1/chat", "/v1/forecast")
+ENDPOINTS = tuple(bodies.ENDPOINTS)
 TARGET_BATCHING = 3.0  # batching >= 3x throughput at concurrency 64 (issue 4)
 SERVERS = [
     ServerSpec("batching on"),

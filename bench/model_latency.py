@@ -1,7 +1,7 @@
 """Model latency: ONNX Runtime (CPU provider, the service's session options) vs PyTorch eager on the same weights.
 
 For each kind's default artifact the torch model is rebuilt (trained weights from ``runs/<name>/checkpoint.pt``
-when present, else the sidecar's config with a seeded init). If its outputs equal the shipped ``model.onnx`` the
+when present, else the sidecar's config with a seeded init). If its outputs equal the shipped ``fast.onnx`` the
 shipped graph is timed; otherwise the same torch weights are exported afresh with the project's export code.
 Outputs are checked equal before timing; both sides then take turns in short blocks and the medians are compared.
 
@@ -11,20 +11,20 @@ Outputs are checked equal before timing; both sides then take turns in short blo
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import importlib
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 
-from bench.artifacts import KINDS, ROOT, Artifact, default_artifact, feeds_for
+from bench.artifacts import KINDS, ROOT, Artifact, default_artifact, feeds_for, kind_of
 from bench.tables import dump_json, header, markdown_table
 from bench.timing import interleaved, median_ms
+from models.sidecar import FAST
 from service.runtime.providers import session_options
 
 RUNS_DIR = ROOT / "runs"
@@ -32,50 +32,17 @@ BATCHES = (1, 32)
 TARGET_SPEEDUP = 3.0  # ORT >= 3x eager at batch 1 (issue 4)
 
 
-def _config(cls: type, config: dict[str, Any]) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in config.items() if k in names})
-
-
 def torch_model(artifact: Artifact) -> tuple[torch.nn.Module, str]:
-    """The artifact's network in eager PyTorch, and where its weights came from."""
-    if artifact.kind == "chatbot":
-        from models.chatbot.model import Chatbot, ChatbotConfig
-
-        checkpoint = RUNS_DIR / artifact.name / "checkpoint.pt"
-        if checkpoint.exists():
-            from models.chatbot.train import load_checkpoint
-
-            return load_checkpoint(artifact.name, RUNS_DIR)[0].eval(), f"trained (runs/{artifact.name})"
-        torch.manual_seed(0)
-        return Chatbot(_config(ChatbotConfig, artifact.sidecar["config"])).eval(), "seeded init"
-    from models.forecaster.model import Forecaster, ForecasterConfig, ForecasterEnsemble
-
-    members = int(artifact.sidecar["config"].get("ensemble_members", 1))
-    run_dir = RUNS_DIR / "forecaster" / artifact.name
-    if len(list(run_dir.glob("seed*.pt"))) >= members:
-        from models.forecaster.export import load_ensemble
-
-        trained = list(load_ensemble(run_dir)[0].members)[:members]  # as many members as the artifact has
-        return ForecasterEnsemble(
-            trained
-        ).eval(), f"trained (runs/forecaster/{artifact.name}, {members} member(s))"
-    torch.manual_seed(0)
-    cfg = _config(ForecasterConfig, artifact.sidecar["config"])
-    return ForecasterEnsemble([Forecaster(cfg) for _ in range(members)]).eval(), "seeded init"
+    """The artifact's network in eager PyTorch, and where its weights came from (the kind's training module)."""
+    hooks = importlib.import_module(str(kind_of(artifact).training))
+    model, origin = hooks.eager_model(artifact, RUNS_DIR)
+    return model, origin
 
 
 def export_fast_graph(model: torch.nn.Module, artifact: Artifact, folder: Path) -> Path:
-    """The fast graph of ``model`` written by the project's own export code."""
+    """The fast graph of ``model`` written by the kind's own export code."""
     path = folder / f"{artifact.name}.onnx"
-    if artifact.kind == "chatbot":
-        from models.chatbot.export import export_diagnostic, prune_to
-
-        onnx.save(prune_to(export_diagnostic(model), ["logits"]), path)
-    else:
-        from models.forecaster.export import export_onnx
-
-        export_onnx(model, path, diagnostics=False)
+    importlib.import_module(str(kind_of(artifact).training)).export_fast_graph(model, path)
     return path
 
 
@@ -105,10 +72,10 @@ def matching_graph(
 ) -> tuple[Path, str, float]:
     """A graph whose outputs equal the torch model's: the shipped one if it matches, else a fresh export."""
     expected = torch_runner(model, feeds)()
-    shipped = artifact.file("model")
+    shipped = artifact.file(FAST)
     got = ort_runner(cpu_session(shipped, 1), feeds)()
     if got.shape == expected.shape and np.allclose(got, expected, rtol=1e-4, atol=1e-4):
-        return shipped, "shipped model.onnx", float(np.abs(got - expected).max())
+        return shipped, "shipped fast.onnx", float(np.abs(got - expected).max())
     fresh = export_fast_graph(model, artifact, tmp)
     got = ort_runner(cpu_session(fresh, 1), feeds)()
     diff = float(np.abs(got - expected).max())

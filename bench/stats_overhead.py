@@ -1,10 +1,11 @@
 """Cost of the activation statistics: fast path vs instrumented path, and sampling at the default rate vs none.
 
 Model level (no HTTP), timed side by side:
-- ``graph``: the shipped ``model.onnx`` vs ``model.diag.onnx`` in ONNX Runtime on the same feeds;
-- ``runtime``: the service's own runtime ``predict`` (tokenising / features, padding, decisions) with every item on
-  the fast path, every item instrumented, or items instrumented at the sample rate as the service picks them (plus
-  feeding the live aggregates). Sampled calls are rare, so that comparison uses mean times, the others medians.
+- ``graph``: the shipped ``fast.onnx`` vs ``diagnostic.onnx`` in ONNX Runtime on the same feeds;
+- ``runtime``: the service's own batch execution (``ServedModel.execute``: features, one graph call, decisions,
+  feeding the live aggregates) at sample rate 0, 1 and the default. The service samples whole batches, so a sampled
+  batch runs the instrumented graph instead of the fast one and never adds a second graph call: the expected cost
+  is rate x (instrumented(B) - fast(B)) / fast(B). Sampled calls are rare, so that comparison uses mean times.
 
 HTTP: servers with ``LNSERVE_ACTIVATION_SAMPLE_RATE=0`` and at the default rate (plus ``--rates``), driven in turn
 by ``wrk``; and on the rate-0 server, requests with ``return_activations: true``. Overheads are medians of the
@@ -17,71 +18,41 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-import numpy as np
 import onnxruntime as ort
 
-from bench.artifacts import KINDS, Artifact, default_artifact, feeds_for
-from bench.bodies import bodies_for, chat_messages, seasonal_series
+from bench.artifacts import (
+    KINDS,
+    Artifact,
+    bench_items,
+    default_artifact,
+    feeds_for,
+    kind_of,
+    prepared_runtime,
+)
+from bench.bodies import bodies_for
 from bench.servers import ServerSpec, running
 from bench.tables import dump_json, header, markdown_table
 from bench.timing import interleaved, median_ms, overhead_pct
 from bench.wrk import Load, require_wrk, run_wrk
-from service.runtime import RUNTIMES
-from service.runtime.chatbot import ChatItem
-from service.runtime.forecaster import ForecastItem
+from models.sidecar import DIAGNOSTIC, FAST
+from service.batching import BatchPolicy
+from service.metrics import Metrics
+from service.model import ServedModel
 from service.runtime.providers import session_options
 from service.settings import Settings
 
 BATCHES = (1, 32)
-TARGET_PCT = 5.0  # statistics overhead at the default sampling <= 5% (issue 4)
-ENDPOINT = {"chatbot": "/v1/chat", "forecaster": "/v1/forecast"}
-
-
-class Sampler:
-    """Exactly ``rate`` of the items, evenly spread (deterministic, so every run samples alike)."""
-
-    def __init__(self, rate: float) -> None:
-        self.rate, self.n = rate, 0
-
-    def __call__(self) -> bool:
-        self.n += 1
-        return int(self.n * self.rate) > int((self.n - 1) * self.rate)
-
-
-def make_items(kind: str, batch: int, diagnostic: Callable[[], bool]) -> Callable[[], list[Any]]:
-    """A factory of fresh items (so each call samples anew); the inputs themselves are prepared once."""
-    if kind == "chatbot":
-        texts = chat_messages(64)[:batch]
-        return lambda: [ChatItem(text, diagnostic()) for text in texts]
-    series = [np.asarray(s, dtype=np.float32) for s in seasonal_series(64)[:batch]]
-    return lambda: [ForecastItem(s, 12, diagnostic()) for s in series]
-
-
-def runtime_runner(
-    runtime: Any, kind: str, batch: int, diagnostic: Callable[[], bool]
-) -> Callable[[], object]:
-    """One ``predict`` call on fresh items, feeding the live aggregates as the service does after a batch."""
-
-    items = make_items(kind, batch, diagnostic)
-
-    def run() -> object:
-        results = runtime.predict(items())
-        for result in results:
-            if result.activations is not None:
-                runtime.monitor.observe(result.activations)
-        return results
-
-    return run
+TARGET_PCT = 2.0  # statistics overhead at the default sampling <= 2% (issue 12)
 
 
 def graph_rows(artifact: Artifact, threads: int, seconds: float) -> list[dict[str, Any]]:
     options, cpu = session_options(threads), ["CPUExecutionProvider"]
-    fast = ort.InferenceSession(str(artifact.file("model")), options, providers=cpu)
-    diag = ort.InferenceSession(str(artifact.file("diagnostics")), options, providers=cpu)
+    fast = ort.InferenceSession(str(artifact.file(FAST)), options, providers=cpu)
+    diag = ort.InferenceSession(str(artifact.file(DIAGNOSTIC)), options, providers=cpu)
     rows = []
     for batch in BATCHES:
         feeds = feeds_for(artifact, batch)
@@ -96,16 +67,17 @@ def graph_rows(artifact: Artifact, threads: int, seconds: float) -> list[dict[st
 
 
 def runtime_rows(artifact: Artifact, threads: int, seconds: float, rate: float) -> list[dict[str, Any]]:
-    runtime = RUNTIMES[artifact.kind](artifact, "cpu", threads)
-    runtime.load()
+    runtime = prepared_runtime(artifact, threads, load=True)
+    executor, metrics, policy = ThreadPoolExecutor(1), Metrics(), BatchPolicy()
+    served = {
+        name: ServedModel(kind_of(artifact), runtime, policy, executor, metrics, r, seed=0)
+        for name, r in (("fast", 0.0), ("diag", 1.0), ("sampled", rate))
+    }
     rows = []
     for batch in BATCHES:
-        candidates = {
-            "fast": runtime_runner(runtime, artifact.kind, batch, lambda: False),
-            "diag": runtime_runner(runtime, artifact.kind, batch, lambda: True),
-            "sampled": runtime_runner(runtime, artifact.kind, batch, Sampler(rate)),
-        }
-        times = interleaved(candidates, seconds)
+        items = bench_items(runtime, batch)
+        wants = [False] * len(items)
+        times = interleaved({name: partial(m.execute, items, wants) for name, m in served.items()}, seconds)
         rows.append(
             {
                 "level": "runtime",
@@ -117,24 +89,14 @@ def runtime_rows(artifact: Artifact, threads: int, seconds: float, rate: float) 
                 "sampled_mean_ms": statistics.fmean(times["sampled"]) * 1e3,
             }
         )
+    executor.shutdown()
     return rows
 
 
-def add_sample_cost(rows: list[dict[str, Any]]) -> None:
-    """Attach to each runtime row the batch-1 instrumented time its sampling cost is made of."""
-    diag_1 = {r["model"]: r["instrumented_ms"] for r in rows if r["level"] == "runtime" and r["batch"] == 1}
-    for r in rows:
-        if r["level"] == "runtime":
-            r["diag_1_ms"] = diag_1[r["model"]]
-
-
 def expected_pct(rate: float, row: dict[str, Any]) -> float:
-    """Expected overhead of sampling at ``rate`` for a batch of B, from medians: sampled items leave the fast batch
-    (saving about rate * fast(B)) and run the instrumented graph as a separate, usually single-item, call (one more
-    call of about diag(1) whenever at least one of the B items is sampled)."""
-    b, fast = row["batch"], row["fast_ms"]
-    extra = (1.0 - (1.0 - rate) ** b) * row["diag_1_ms"] - rate * fast
-    return 100.0 * extra / fast
+    """Expected overhead of sampling whole batches at ``rate``: a sampled batch swaps the fast graph for the
+    instrumented one."""
+    return 100.0 * rate * (row["instrumented_ms"] - row["fast_ms"]) / row["fast_ms"]
 
 
 def model_table(rows: list[dict[str, Any]], rate: float) -> str:
@@ -173,14 +135,8 @@ def model_table(rows: list[dict[str, Any]], rate: float) -> str:
 
 def max_rate(rows: list[dict[str, Any]]) -> float:
     """The largest sample rate whose expected overhead stays within the target at every batch size measured."""
-    runtime = [r for r in rows if r["level"] == "runtime"]
-    lo, hi = 0.0, 1.0
-    if max(expected_pct(hi, r) for r in runtime) <= TARGET_PCT:
-        return hi
-    for _ in range(40):  # bisection: the expected overhead grows with the rate
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if max(expected_pct(mid, r) for r in runtime) <= TARGET_PCT else (lo, mid)
-    return lo
+    worst = max(expected_pct(1.0, r) for r in rows if r["level"] == "runtime")
+    return 1.0 if worst <= TARGET_PCT else TARGET_PCT / worst
 
 
 def http_rounds(
@@ -209,7 +165,7 @@ def http_part(
     rows, raw, overheads = [], {}, {}
     with running(specs) as urls:
         for kind in kinds:
-            endpoint = ENDPOINT[kind]
+            endpoint = KINDS[kind].route.path
             plain, instrumented = bodies_for(endpoint), bodies_for(endpoint, return_activations=True)
             cases = {name: (url + endpoint, plain) for name, url in urls.items()}
             cases["rate 0, return_activations"] = (urls["rate 0"] + endpoint, instrumented)
@@ -280,11 +236,10 @@ def main() -> None:
         artifact = default_artifact(kind)
         rows += graph_rows(artifact, threads, args.seconds / 2)
         rows += runtime_rows(artifact, threads, args.seconds, default_rate)
-    add_sample_cost(rows)
     print(header(f"Statistics overhead (default sample rate {default_rate:g}, {threads} ORT threads)"))
     print(f"### Model level\n\n{model_table(rows, default_rate)}\n")
     print(
-        "Expected = ((1 - (1 - rate)^B) x instrumented(1) - rate x fast(B)) / fast(B), from the runtime medians;"
+        "Expected = rate x (instrumented(B) - fast(B)) / fast(B), from the runtime medians;"
         f" the target <= {TARGET_PCT:g}% holds for every sample rate <= {max_rate(rows):.3g}.\n"
     )
     payload: dict[str, Any] = {

@@ -8,59 +8,54 @@ over statistics of |live mean - reference mean| / (reference std + eps).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from service.metrics import Metrics
+from service.runtime.base import Artifact
 
 EPS = 1e-6
-
-
-@dataclass(frozen=True)
-class Layer:
-    index: int
-    name: str
-    kind: str
 
 
 class ActivationMonitor:
     """Thread-safe running sums for one model; `publish` copies them into the Prometheus gauges."""
 
-    def __init__(
-        self, model: str, layers: list[Layer], statistics: list[str], reference: dict[str, Any]
-    ) -> None:
-        self.model = model
-        self.layers = layers
-        self.statistics = statistics
-        shape = (len(layers), len(statistics))
+    def __init__(self, artifact: Artifact) -> None:
+        self.model = artifact.name
+        self.layers = artifact.layers
+        self.statistics = artifact.statistics
+        reference = artifact.sidecar.reference_activations
+        shape = (len(self.layers), len(self.statistics))
         self._ref_mean = np.full(shape, np.nan)
         self._ref_std = np.full(shape, np.nan)
-        for i, layer in enumerate(layers):
-            for j, stat in enumerate(statistics):
+        for i, layer in enumerate(self.layers):
+            for j, stat in enumerate(self.statistics):
                 entry = reference.get(layer.name, {}).get(stat)
-                if isinstance(entry, dict):
-                    self._ref_mean[i, j] = float(entry.get("mean", np.nan))
-                    self._ref_std[i, j] = float(entry.get("std", np.nan))
+                if entry is not None:
+                    self._ref_mean[i, j] = entry.mean
+                    self._ref_std[i, j] = entry.std
         self._sum = np.zeros(shape)
         self._count = np.zeros(shape, dtype=np.int64)
-        self._nonfinite = np.zeros(len(layers), dtype=np.int64)
-        self._published_nonfinite = np.zeros(len(layers), dtype=np.int64)
+        self._nonfinite = np.zeros(len(self.layers), dtype=np.int64)
+        self._published_nonfinite = np.zeros(len(self.layers), dtype=np.int64)
         self._samples = 0
         self._published_samples = 0
         self._lock = threading.Lock()
 
-    def observe(self, activations: npt.NDArray[np.float32]) -> None:
-        """Add one request's `[n_layers, n_statistics]` statistics."""
-        values = np.asarray(activations, dtype=np.float64)
+    def observe(self, rows: Sequence[npt.NDArray[np.float32]]) -> None:
+        """Add the `[n_layers, n_statistics]` statistics of each item of a batch."""
+        if not rows:
+            return
+        values = np.asarray(rows, dtype=np.float64)  # (N, n_layers, n_statistics)
         finite = np.isfinite(values)
         with self._lock:
-            self._sum += np.where(finite, values, 0.0)
-            self._count += finite
-            self._nonfinite += (~finite).any(axis=1)
-            self._samples += 1
+            self._sum += np.where(finite, values, 0.0).sum(axis=0)
+            self._count += finite.sum(axis=0)
+            self._nonfinite += (~finite).any(axis=2).sum(axis=0)
+            self._samples += len(rows)
 
     def live(self) -> npt.NDArray[np.float64]:
         with self._lock, np.errstate(invalid="ignore", divide="ignore"):

@@ -1,8 +1,9 @@
-"""Dynamic batching per model: up to `max_batch_size` requests or `max_queue_delay`, whichever comes first.
+"""Dynamic batching per model: up to `max_batch_size` items or `max_queue_delay`, whichever comes first.
 
-Requests wait in a bounded asyncio queue (full -> `QueueFull` at once); one batch per model runs at a time in a
-worker thread, so the event loop keeps accepting while ONNX Runtime computes. Each request gets back exactly the
-result the runtime produced for its own item.
+Items wait in a bounded queue (full -> `QueueFull` at once); one batch per model runs at a time in a worker thread,
+so the event loop keeps accepting while ONNX Runtime computes. With `group_by_key`, a batch only holds items whose
+`batch_key` equals that of the oldest waiting item (e.g. one length bucket). Each item gets back exactly its own
+outcome; an item that failed alone fails only its own request.
 """
 
 from __future__ import annotations
@@ -11,53 +12,73 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Generic, TypeVar
 
-from service.errors import InternalError, QueueFull, RequestTimeout
+from service.errors import InternalError, LnserveError, QueueFull, RequestTimeout
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 ItemT = TypeVar("ItemT")
-ResultT = TypeVar("ResultT")
-
-
-@dataclass
-class _Pending(Generic[ItemT, ResultT]):
-    item: ItemT
-    future: asyncio.Future[ResultT]
-    enqueued: float = field(default_factory=time.perf_counter)
+OutT = TypeVar("OutT")
 
 
 @dataclass(frozen=True)
-class BatchLimits:
-    max_batch_size: int
-    max_queue_delay_s: float
-    max_queue_size: int
-    timeout_s: float
-    retry_after_s: int
+class BatchPolicy:
+    """How one model batches (Triton's `dynamic_batching`, MLServer's adaptive batching)."""
+
+    max_batch_size: int = 32
+    max_queue_delay_s: float = 0.0005
+    max_queue_size: int = 512
+    timeout_s: float = 30.0
+    retry_after_s: int = 1
+    group_by_key: bool = False
+
+    def merged(self, overrides: Mapping[str, Any]) -> BatchPolicy:
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown batching option(s) {unknown}; known: {sorted(known)}")
+        return replace(self, **overrides)
 
 
-class DynamicBatcher(Generic[ItemT, ResultT]):
+@dataclass
+class _Pending(Generic[ItemT, OutT]):
+    item: ItemT
+    wants_statistics: bool
+    future: asyncio.Future[OutT]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+RunBatch = Callable[[list[ItemT], list[bool]], list[OutT | LnserveError]]
+
+
+class DynamicBatcher(Generic[ItemT, OutT]):
     def __init__(
         self,
         model: str,
-        run_batch: Callable[[list[ItemT]], list[ResultT]],
-        limits: BatchLimits,
+        run_batch: RunBatch[ItemT, OutT],
+        policy: BatchPolicy,
         executor: Executor,
         metrics: Metrics,
+        batch_key: Callable[[ItemT], Hashable] | None = None,
     ) -> None:
         self.model = model
+        self.policy = policy
         self._run_batch = run_batch
-        self.limits = limits
         self._executor = executor
-        self._metrics = metrics
-        self._queue: asyncio.Queue[_Pending[ItemT, ResultT]] = asyncio.Queue()
+        self._key = batch_key if policy.group_by_key and batch_key is not None else (lambda item: None)
+        self._queues: dict[Hashable, deque[_Pending[ItemT, OutT]]] = {}
+        self._waiting = 0  # submitted and not yet handed to the runtime
+        self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._waiting = 0  # submitted and not yet handed to the runtime: queued or in the batch being formed
+        self._pending_gauge = metrics.pending_requests.labels(model)
+        self._queue_duration = metrics.queue_duration.labels(model)
+        self._batch_size = metrics.batch_size.labels(model)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.model}")
@@ -67,57 +88,68 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        while not self._queue.empty():
-            pending = self._queue.get_nowait()
-            if not pending.future.done():
-                pending.future.set_exception(QueueFull(f"model {self.model} is shutting down"))
+        for queue in self._queues.values():
+            for pending in queue:
+                if not pending.future.done():
+                    pending.future.set_exception(QueueFull(f"model {self.model} is shutting down"))
+            queue.clear()
 
-    async def submit(self, item: ItemT) -> ResultT:
-        """Queue one item and wait for its own result; raises `QueueFull` or `RequestTimeout`."""
-        return (await self.submit_many([item]))[0]
-
-    async def submit_many(self, items: list[ItemT]) -> list[ResultT]:
-        """Queue items of one request together (all or none) and wait for their results."""
-        if self._waiting + len(items) > self.limits.max_queue_size:
+    async def submit(self, items: list[ItemT], wants_statistics: bool = False) -> list[OutT]:
+        """Queue one request's items together (all or none) and wait for their outcomes; the first item that failed
+        fails the request. Raises `QueueFull` or `RequestTimeout`."""
+        if self._waiting + len(items) > self.policy.max_queue_size:
             raise QueueFull(
-                f"the queue of model {self.model} is full ({self.limits.max_queue_size} requests); retry later",
-                {"Retry-After": str(self.limits.retry_after_s)},
+                f"the queue of model {self.model} is full ({self.policy.max_queue_size} requests); retry later",
+                {"Retry-After": str(self.policy.retry_after_s)},
             )
         loop = asyncio.get_running_loop()
-        pending = [_Pending[ItemT, ResultT](item, loop.create_future()) for item in items]
-        gauge = self._metrics.pending_requests.labels(self.model)
-        gauge.inc(len(items))
+        pending = [_Pending[ItemT, OutT](item, wants_statistics, loop.create_future()) for item in items]
+        for entry in pending:
+            self._queues.setdefault(self._key(entry.item), deque()).append(entry)
         self._waiting += len(items)
+        self._pending_gauge.inc(len(items))
+        self._arrived.set()
         try:
-            for entry in pending:
-                self._queue.put_nowait(entry)
-            async with asyncio.timeout(self.limits.timeout_s):
+            async with asyncio.timeout(self.policy.timeout_s):
                 return list(await asyncio.gather(*(entry.future for entry in pending)))
         except TimeoutError:
             raise RequestTimeout(
-                f"model {self.model} did not answer within the request timeout of {self.limits.timeout_s:g} s"
+                f"model {self.model} did not answer within the request timeout of {self.policy.timeout_s:g} s"
             ) from None
         finally:
             for entry in pending:
-                entry.future.cancel()  # a no-op when done; otherwise the batcher skips the item
-            gauge.dec(len(items))
+                if not entry.future.done():
+                    entry.future.cancel()  # the batcher skips it
+                elif not entry.future.cancelled():
+                    entry.future.exception()  # marks a second failed item's error as seen
+            self._pending_gauge.dec(len(items))
 
-    async def _collect(self) -> list[_Pending[ItemT, ResultT]]:
-        batch = [await self._queue.get()]
-        deadline = time.perf_counter() + self.limits.max_queue_delay_s
-        while len(batch) < self.limits.max_batch_size:
-            if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-                continue
+    def _oldest_key(self) -> Hashable:
+        return min((q for q in self._queues.items() if q[1]), key=lambda kv: kv[1][0].enqueued)[0]
+
+    def _take(self, key: Hashable, batch: list[_Pending[ItemT, OutT]]) -> None:
+        queue = self._queues[key]
+        while queue and len(batch) < self.policy.max_batch_size:
+            batch.append(queue.popleft())
+
+    async def _collect(self) -> list[_Pending[ItemT, OutT]]:
+        while not any(self._queues.values()):
+            self._arrived.clear()
+            await self._arrived.wait()
+        key = self._oldest_key()
+        batch: list[_Pending[ItemT, OutT]] = []
+        self._take(key, batch)
+        deadline = time.perf_counter() + self.policy.max_queue_delay_s
+        while len(batch) < self.policy.max_batch_size:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
-            try:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
-                    batch.append(await self._queue.get())
-            except TimeoutError:
-                break
-        self._waiting -= len(batch)
+                    await self._arrived.wait()
+            self._take(key, batch)
+        self._waiting -= len(batch)  # only now: the batch being formed still counts against the queue limit
         return [entry for entry in batch if not entry.future.done()]  # timed-out requests are dropped
 
     async def _loop(self) -> None:
@@ -128,18 +160,19 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
                 continue
             started = time.perf_counter()
             for entry in batch:
-                self._metrics.queue_duration.labels(self.model).observe(started - entry.enqueued)
-            self._metrics.batch_size.labels(self.model).observe(len(batch))
+                self._queue_duration.observe(started - entry.enqueued)
+            self._batch_size.observe(len(batch))
+            items, wants = [e.item for e in batch], [e.wants_statistics for e in batch]
             try:
-                results = await loop.run_in_executor(self._executor, self._run_batch, [e.item for e in batch])
+                outcomes = await loop.run_in_executor(self._executor, self._run_batch, items, wants)
             except Exception as exc:  # a bug or a graph failure: fail this batch, keep serving
                 log.exception("inference failed for a batch of %d on %s", len(batch), self.model)
-                for entry in batch:
-                    if not entry.future.done():
-                        entry.future.set_exception(
-                            InternalError(f"inference failed on model {self.model}: {exc}")
-                        )
-                continue
-            for entry, result in zip(batch, results, strict=True):
-                if not entry.future.done():
-                    entry.future.set_result(result)
+                error = InternalError(f"inference failed on model {self.model}: {exc}")
+                outcomes = [error] * len(batch)
+            for entry, outcome in zip(batch, outcomes, strict=True):
+                if entry.future.done():
+                    continue
+                if isinstance(outcome, LnserveError):
+                    entry.future.set_exception(outcome)
+                else:
+                    entry.future.set_result(outcome)

@@ -31,12 +31,12 @@ def serve(
 
 
 def _register_model_commands() -> None:
-    for kind in ("chatbot", "forecaster"):
-        try:
-            module = importlib.import_module(f"models.{kind}.cli")
-        except ModuleNotFoundError:
-            continue
-        module.register(train_app, export_app)
+    """Each built-in kind names the module of its `train`/`export` commands."""
+    from service.kinds import registry
+
+    for kind in registry():
+        if kind.training is not None:
+            importlib.import_module(kind.training).register(train_app, export_app)
 
 
 _register_model_commands()

@@ -30,6 +30,13 @@ class InvalidInput(LnserveError):
     reason = "bad_request"
 
 
+class NonFiniteOutput(LnserveError):
+    """The model's answer for this input is not a finite number (e.g. a series near the float32 maximum)."""
+
+    status_code = 422
+    reason = "nonfinite_output"
+
+
 class Unauthorized(LnserveError):
     status_code = 401
     reason = "unauthorized"

@@ -98,6 +98,12 @@ class Metrics:
         self.model_ready = Gauge(
             "lnserve_model_ready", "1 when the model serves, else 0.", ["model"], registry=r
         )
+        self.nonfinite_outputs = Counter(
+            "lnserve_nonfinite_outputs",
+            "Items whose model output was not finite (answered with an error, never as null or Infinity).",
+            ["model"],
+            registry=r,
+        )
         self.activation = Gauge(
             "lnserve_activation",
             "Live mean of an activation statistic over sampled requests.",

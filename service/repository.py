@@ -1,4 +1,5 @@
-"""The model repository: finds sidecars, verifies artifact checksums, loads runtimes, resolves aliases.
+"""The model repository: finds sidecars, validates them, verifies checksums, loads and warms up each model as its
+kind says, resolves aliases.
 
 A model whose artifact is missing, corrupt or inconsistent is refused with one clear log line and stays not ready;
 every other model is still served.
@@ -14,30 +15,33 @@ import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from service.batching import BatchLimits, DynamicBatcher
+from pydantic import ValidationError
+
+from models.sidecar import DIAGNOSTIC, FAST, Sidecar
 from service.errors import ModelNotFound, ModelNotReady
+from service.kinds import AnyKind, Registry, UnknownKind
 from service.metrics import Metrics
-from service.runtime import RUNTIMES, Artifact, ArtifactError, Runtime
+from service.model import ServedModel
+from service.runtime.base import Artifact, ArtifactError, RuntimeOptions
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+Status = Literal["loading", "ready", "failed"]
 
 
 @dataclass
 class ModelEntry:
-    """One artifact and its serving state (`loading`, `ready` or `failed`)."""
+    """One artifact and its serving status."""
 
     artifact: Artifact
-    state: str = "loading"
+    kind: AnyKind
+    status: Status = "loading"
     error: str | None = None
-    runtime: Runtime[Any, Any] | None = None
-    batcher: DynamicBatcher[Any, Any] | None = None
+    served: ServedModel | None = None
     aliases: list[str] = field(default_factory=list)
-    loaded_at: float = field(default_factory=time.time)
 
     @property
     def name(self) -> str:
@@ -45,7 +49,7 @@ class ModelEntry:
 
     @property
     def ready(self) -> bool:
-        return self.state == "ready"
+        return self.status == "ready"
 
 
 def sha256_of(path: Path) -> str:
@@ -57,54 +61,55 @@ def sha256_of(path: Path) -> str:
 
 
 def verify_files(artifact: Artifact) -> None:
-    """Raise `ArtifactError` unless every file has the sidecar's size and sha256."""
-    for role in ("model", "diagnostics"):
-        spec = artifact.sidecar["files"][role]
-        path = artifact.file(role)
+    """Raise `ArtifactError` unless both graph files have the sidecar's size and sha256."""
+    for graph in (FAST, DIAGNOSTIC):
+        spec = getattr(artifact.sidecar.files, graph)
+        path = artifact.file(graph)
         if not path.is_file():
-            raise ArtifactError(f"{role} file {path.name} is missing")
+            raise ArtifactError(f"{graph} graph file {path.name} is missing")
+        if path.stat().st_size != spec.bytes:
+            raise ArtifactError(f"size mismatch for {path.name}: sidecar says {spec.bytes} bytes")
         actual = sha256_of(path)
-        if actual != spec["sha256"]:
+        if actual != spec.sha256:
             raise ArtifactError(
-                f"sha256 mismatch for {path.name}: sidecar says {spec['sha256']}, file has {actual}"
+                f"sha256 mismatch for {path.name}: sidecar says {spec.sha256}, file has {actual}"
             )
-        if "bytes" in spec and path.stat().st_size != int(spec["bytes"]):
-            raise ArtifactError(f"size mismatch for {path.name}: sidecar says {spec['bytes']} bytes")
 
 
 def read_artifact(sidecar_path: Path) -> Artifact:
-    sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-    if sidecar.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"unsupported sidecar format_version {sidecar.get('format_version')!r}")
-    if sidecar.get("kind") not in RUNTIMES:
-        raise ArtifactError(f"unknown model kind {sidecar.get('kind')!r}")
-    if sidecar.get("name") != sidecar_path.parent.name:
+    try:
+        sidecar = Sidecar.model_validate_json(sidecar_path.read_bytes())
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+        raise ArtifactError(f"invalid sidecar: {problems}") from None
+    if sidecar.name != sidecar_path.parent.name:
         raise ArtifactError(
-            f"sidecar name {sidecar.get('name')!r} differs from its folder {sidecar_path.parent.name!r}"
+            f"sidecar name {sidecar.name!r} differs from its folder {sidecar_path.parent.name!r}"
         )
     return Artifact(sidecar_path.parent, sidecar)
 
 
 class ModelRepository:
-    def __init__(self, settings: Settings, metrics: Metrics, executor: Executor) -> None:
+    def __init__(self, settings: Settings, kinds: Registry, metrics: Metrics, executor: Executor) -> None:
         self.settings = settings
+        self.kinds = kinds
         self.metrics = metrics
         self.executor = executor
         self.entries: dict[str, ModelEntry] = {}
         self.aliases: dict[str, str] = {}
         self.refused: dict[str, str] = {}  # sidecars that could not even be parsed: path -> reason
-        self.loaded = asyncio.Event()
 
     def discover(self) -> None:
         for sidecar_path in sorted(self.settings.model_dir.glob("*/artifacts/*/sidecar.json")):
             name = sidecar_path.parent.name
             try:
                 artifact = read_artifact(sidecar_path)
-            except (ArtifactError, ValueError, KeyError, OSError) as exc:
+                kind = self.kinds.get(artifact.kind)
+            except (ArtifactError, UnknownKind, OSError) as exc:
                 self._refuse(name, str(exc))
                 self.refused[str(sidecar_path)] = str(exc)
                 continue
-            self.entries[artifact.name] = ModelEntry(artifact)
+            self.entries[artifact.name] = ModelEntry(artifact, kind)
             self.metrics.model_ready.labels(artifact.name).set(0)
         for kind_dir in sorted(self.settings.model_dir.glob("*/artifacts")):
             self._read_aliases(kind_dir)
@@ -129,45 +134,43 @@ class ModelRepository:
     def _refuse(self, name: str, reason: str) -> None:
         log.error("refusing model %s: %s", name, reason, extra={"model": name})
 
-    async def load_all(self, limits: BatchLimits) -> None:
+    async def load_all(self) -> None:
         """Verify, load and warm up every model, side by side in worker threads (building an ONNX Runtime
         session is single-threaded and can take seconds for a large unrolled graph)."""
-        await asyncio.gather(*(self._load_entry(entry, limits) for entry in self.entries.values()))
-        self.loaded.set()
+        await asyncio.gather(*(self._load_entry(entry) for entry in self.entries.values()))
 
-    async def _load_entry(self, entry: ModelEntry, limits: BatchLimits) -> None:
+    async def _load_entry(self, entry: ModelEntry) -> None:
         started = time.perf_counter()
         try:
             loop = asyncio.get_running_loop()
-            entry.runtime = await loop.run_in_executor(self.executor, self._load, entry.artifact, limits)
+            entry.served = await loop.run_in_executor(self.executor, self._load, entry)
         except Exception as exc:  # any failure refuses this model only
-            entry.state, entry.error = "failed", str(exc)
+            entry.status, entry.error = "failed", str(exc)
             self._refuse(entry.name, str(exc))
             return
-        entry.batcher = DynamicBatcher(entry.name, entry.runtime.predict, limits, self.executor, self.metrics)
-        entry.batcher.start()
-        entry.state = "ready"
+        entry.served.start()
+        entry.status = "ready"
         elapsed = time.perf_counter() - started
         self.metrics.model_load_duration.labels(entry.name).set(elapsed)
         self.metrics.model_ready.labels(entry.name).set(1)
         log.info("model %s ready in %.2f s", entry.name, elapsed, extra={"model": entry.name})
 
-    def _load(self, artifact: Artifact, limits: BatchLimits) -> Runtime[Any, Any]:
+    def _load(self, entry: ModelEntry) -> ServedModel:
+        settings, artifact = self.settings, entry.artifact
         verify_files(artifact)
-        runtime = RUNTIMES[artifact.kind](artifact, self.settings.providers, self.settings.intra_op_threads)
+        runtime = entry.kind.runtime(artifact, RuntimeOptions(settings.providers, settings.intra_op_threads))
         runtime.load()
-        if self.settings.warmup:
-            sizes = sorted({1, limits.max_batch_size})
-            runtime.warmup(sizes)
-        compute = self.metrics.compute_duration
-        runtime.on_compute = lambda path, seconds: compute.labels(artifact.name, path).observe(seconds)
-        runtime.ready = True
-        return runtime
+        policy = settings.batch_policy(entry.kind.name, entry.kind.batching, artifact.name)
+        if settings.warmup:
+            runtime.warmup(sorted({1, policy.max_batch_size}))
+        return ServedModel(
+            entry.kind, runtime, policy, self.executor, self.metrics, settings.activation_sample_rate
+        )
 
     async def stop(self) -> None:
         for entry in self.entries.values():
-            if entry.batcher is not None:
-                await entry.batcher.stop()
+            if entry.served is not None:
+                await entry.served.stop()
 
     def resolve(self, name: str, version: str | None = None) -> ModelEntry:
         """The entry for an artifact name or alias; a given version must be the artifact's."""
@@ -181,19 +184,29 @@ class ModelRepository:
             )
         return entry
 
-    def get(self, name: str, version: str | None = None, kind: str | None = None) -> ModelEntry:
-        """A ready entry of the right kind, else `ModelNotFound` / `ModelNotReady`."""
+    def get(self, name: str, version: str | None = None, kind: AnyKind | None = None) -> ServedModel:
+        """A ready model of the right kind, else `ModelNotFound` / `ModelNotReady`."""
         entry = self.resolve(name, version)
-        if kind is not None and entry.artifact.kind != kind:
-            raise ModelNotFound(f"model {name!r} is a {entry.artifact.kind}, not a {kind}")
-        if not entry.ready:
+        if kind is not None and entry.kind is not kind:
+            raise ModelNotFound(f"model {name!r} is a {entry.kind.name}, not a {kind.name}")
+        if entry.served is None or not entry.ready:
             detail = entry.error or "still loading"
             raise ModelNotReady(
                 f"model {entry.name} is not ready: {detail}",
                 {"Retry-After": str(self.settings.retry_after_s)},
             )
-        return entry
+        return entry.served
+
+    def describe_all(self) -> list[tuple[str, ModelEntry]]:
+        """(id, entry) for every artifact, then every alias whose target exists."""
+        rows = [(name, entry) for name, entry in self.entries.items()]
+        rows += [(alias, self.entries[t]) for alias, t in sorted(self.aliases.items()) if t in self.entries]
+        return rows
 
     @property
     def all_ready(self) -> bool:
         return bool(self.entries) and all(entry.ready for entry in self.entries.values()) and not self.refused
+
+    def not_ready(self) -> dict[str, Any]:
+        waiting: dict[str, Any] = {e.name: e.error or e.status for e in self.entries.values() if not e.ready}
+        return waiting | self.refused

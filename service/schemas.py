@@ -1,36 +1,29 @@
-"""Request and response bodies of the JSON API; validation lives here, not in route handlers."""
+"""Bodies every kind shares: input rules, the activation statistics payload, the error shape.
+
+A kind's own request and response models live in its package (`service/kinds/<kind>/`).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from service.runtime.base import Artifact, FloatArray
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Message = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
-class ChatRequest(BaseModel):
-    message: Message
-    return_activations: bool = False
-    model: ModelName = "chatbot"
-
-
-class Alternative(BaseModel):
-    intent: str
-    confidence: float
-
-
 class LayerStatistics(BaseModel):
+    """One layer's statistics; the statistic fields are the ones the sidecar names (`mean`, `std`, …)."""
+
+    model_config = ConfigDict(extra="allow")
     index: int
     name: str
     kind: str
-    mean: float | None
-    std: float | None
-    rms: float | None
-    abs_mean: float | None
-    abs_max: float | None
 
 
 class Activations(BaseModel):
@@ -41,67 +34,6 @@ class Activations(BaseModel):
     layers: list[LayerStatistics]
 
 
-class ChatResponse(BaseModel):
-    reply: str
-    intent: str
-    confidence: float = Field(ge=0.0, le=1.0)
-    model: str
-    alternatives: list[Alternative]
-    activations: Activations | None = None
-    artifact: str = Field(description="The artifact that answered (the alias resolved), e.g. chatbot-peri.")
-    version: str
-    fallback: bool = Field(
-        description="True when the confidence or margin thresholds sent the query to out_of_scope."
-    )
-
-
-Quantile = Annotated[float, Field(gt=0.0, lt=1.0)]
-
-
-class ForecastRequest(BaseModel):
-    series: Annotated[list[FiniteFloat], Field(min_length=8, max_length=100_000)]
-    horizon: Annotated[int, Field(ge=1)] | None = None  # None: the model's maximum horizon
-    season_length: Annotated[int, Field(ge=1, le=10_000)] | None = None
-    quantiles: Annotated[list[Quantile], Field(min_length=1, max_length=99)] | None = None
-    return_activations: bool = False
-    model: ModelName = "forecaster"
-
-
-class ForecastResponse(BaseModel):
-    forecast: list[float]
-    quantiles: dict[str, list[float]]
-    model: str
-    activations: Activations | None = None
-    artifact: str
-    version: str
-
-
-# OpenAI-compatible chat completions: only the fields the chatbot uses are validated, the rest are accepted.
-class TextPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str = "text"
-    text: str = ""
-
-
-class OpenAIMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[TextPart] | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, list):
-            return " ".join(part.text for part in self.content if part.type == "text")
-        return self.content or ""
-
-
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    model: ModelName = "chatbot"
-    messages: Annotated[list[OpenAIMessage], Field(min_length=1)]
-    stream: bool = False
-    return_activations: bool = False
-
-
 class ErrorBody(BaseModel):
     error: str
 
@@ -109,3 +41,24 @@ class ErrorBody(BaseModel):
 def openapi_errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The `responses=` entry documenting the shared error shape for these status codes."""
     return {code: {"model": ErrorBody} for code in codes}
+
+
+def activations_payload(model: str, artifact: Artifact, stats: FloatArray | None) -> dict[str, Any] | None:
+    """A request's own statistics in the contract's shape (non-finite values become null)."""
+    if stats is None:
+        return None
+    config = artifact.sidecar.config
+    statistics = artifact.statistics
+    layers = []
+    for layer, row in zip(artifact.layers, stats, strict=True):
+        values = {
+            stat: (float(v) if np.isfinite(v) else None) for stat, v in zip(statistics, row, strict=True)
+        }
+        layers.append({"index": layer.index, "name": layer.name, "kind": layer.kind, **values})
+    return {
+        "model": model,
+        "norm_placement": config.get("norm_placement"),
+        "norm_type": config.get("norm_type"),
+        "residual_scale": config.get("residual_scale"),
+        "layers": layers,
+    }

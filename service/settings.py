@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.batching import BatchPolicy
+
 REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class ModelSettings(BaseModel):
+    """Per-model (or per-kind) overrides of the batching settings, keyed by artifact or kind name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int | None = Field(default=None, ge=1, le=1024)
+    max_queue_delay_us: int | None = Field(default=None, ge=0, le=10_000_000)
+    max_queue_size: int | None = Field(default=None, ge=1)
+    request_timeout_s: float | None = Field(default=None, gt=0)
+    group_by_key: bool | None = None
+    """Batch only items of one `batch_key` together (the chatbot's key is its length bucket)."""
+
+    def policy_fields(self) -> dict[str, Any]:
+        return policy_fields(self.model_dump(exclude_none=True))
+
+
+def policy_fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings names -> `BatchPolicy` field names and units."""
+    renames = {"max_queue_delay_us": "max_queue_delay_s", "request_timeout_s": "timeout_s"}
+    out = {renames.get(k, k): v for k, v in values.items()}
+    if "max_queue_delay_s" in out:
+        out["max_queue_delay_s"] = out["max_queue_delay_s"] / 1e6
+    return out
 
 
 class Settings(BaseSettings):
@@ -24,6 +52,9 @@ class Settings(BaseSettings):
 
     model_dir: Path = REPO_MODELS_DIR
     """The `models/` folder; artifacts are found at `<model_dir>/*/artifacts/*/sidecar.json`."""
+
+    kind_modules: list[str] = Field(default_factory=list)
+    """Extra model kinds: import paths of modules exposing `KIND` (JSON list), besides those in `service.kinds`."""
 
     providers: str = "auto"
     """ONNX Runtime providers: `auto` (CUDA when available, else CPU), `cpu`, `cuda`, or a comma list of ORT names."""
@@ -43,8 +74,11 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=30.0, gt=0)
     """Per-request limit for queueing plus inference; past it the request fails with 504."""
 
+    model_settings: dict[str, ModelSettings] = Field(default_factory=dict)
+    """Batching overrides per artifact or kind name (JSON), e.g. `{"chatbot-post": {"max_batch_size": 64}}`."""
+
     activation_sample_rate: float = Field(default=0.001, ge=0.0, le=1.0)
-    """Fraction of ordinary traffic run through the instrumented graph to feed the live activation aggregates."""
+    """Fraction of batches run through the instrumented graph to feed the live activation aggregates."""
 
     api_key: SecretStr | None = None
     """When set, every endpoint except health and `/metrics` needs `Authorization: Bearer <api_key>`."""
@@ -69,3 +103,21 @@ class Settings(BaseSettings):
 
     retry_after_s: int = Field(default=1, ge=1)
     """Value of the `Retry-After` header sent with 503 when a queue is full or a model is not ready."""
+
+    def batch_policy(self, kind: str, kind_defaults: Mapping[str, Any], model: str) -> BatchPolicy:
+        """Service-wide settings, then the kind's defaults (where the setting was not given), then the per-kind and
+        per-model overrides."""
+        given = {name for name in self.model_fields_set}
+        base = BatchPolicy(
+            max_batch_size=self.max_batch_size,
+            max_queue_delay_s=self.max_queue_delay_us / 1e6,
+            max_queue_size=self.max_queue_size,
+            timeout_s=self.request_timeout_s,
+            retry_after_s=self.retry_after_s,
+        )
+        defaults = {k: v for k, v in kind_defaults.items() if k not in given}
+        policy = base.merged(policy_fields(defaults))
+        for name in (kind, model):
+            if name in self.model_settings:
+                policy = policy.merged(self.model_settings[name].policy_fields())
+        return policy

@@ -1,4 +1,9 @@
-"""Open Inference Protocol (KServe v2) REST tensors: JSON and the binary-data extension, both ways."""
+"""Open Inference Protocol (KServe v2) REST tensors: JSON and the binary-data extension, both ways.
+
+Decoding checks what the wire format alone can: JSON element types per datatype, element counts against shapes,
+binary sizes against element sizes and BYTES length prefixes. What a model takes is checked against its declared
+tensors afterwards (`service.tensors.bind`).
+"""
 
 from __future__ import annotations
 
@@ -10,28 +15,15 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from service.errors import BadRequest, InvalidInput, format_validation_errors
+from service.tensors import DTYPES, check_elements, element_count
 
 Parameters = dict[str, bool | int | float | str]
-DTYPES: dict[str, Any] = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "BYTES": np.object_,
-}
+MAX_ELEMENTS = 10_000_000
 
 
 class RequestInput(BaseModel):
     name: str
-    shape: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=8)]
+    shape: Annotated[list[Annotated[int, Field(ge=0, le=MAX_ELEMENTS)]], Field(max_length=8)]
     datatype: str
     parameters: Parameters = Field(default_factory=dict)
     data: list[Any] | None = None
@@ -56,18 +48,49 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
-def _bytes_elements(raw: bytes) -> list[bytes]:
+def _bytes_elements(name: str, raw: bytes) -> list[str]:
     elements, offset = [], 0
     while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidInput(f"inputs.{name}: binary BYTES data ends inside a length prefix")
         (length,) = struct.unpack_from("<I", raw, offset)
-        elements.append(raw[offset + 4 : offset + 4 + length])
+        if offset + 4 + length > len(raw):
+            raise InvalidInput(f"inputs.{name}: binary BYTES element of {length} bytes runs past the data")
+        try:
+            elements.append(raw[offset + 4 : offset + 4 + length].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InvalidInput(f"inputs.{name}: binary BYTES element {len(elements)} is not UTF-8") from None
         offset += 4 + length
     return elements
 
 
-def decode_request(body: bytes, header_length: str | None) -> tuple[InferenceRequest, dict[str, np.ndarray]]:
-    """Parse the request and every input into a numpy array of its declared shape (BYTES as `str` objects)."""
-    json_size = int(header_length) if header_length and header_length.isdigit() else len(body)
+def _binary_values(tensor: RequestInput, raw: bytes) -> Any:
+    if tensor.datatype == "BYTES":
+        return _bytes_elements(tensor.name, raw)
+    itemsize = np.dtype(DTYPES[tensor.datatype]).itemsize
+    if len(raw) % itemsize:
+        raise InvalidInput(
+            f"inputs.{tensor.name}: binary {tensor.datatype} data of {len(raw)} bytes is not a multiple of "
+            f"{itemsize}"
+        )
+    return np.frombuffer(raw, dtype=DTYPES[tensor.datatype])
+
+
+def _header_length(value: str | None, body_size: int) -> int:
+    if value is None:
+        return body_size
+    if not value.isdigit() or int(value) > body_size:
+        raise BadRequest(
+            f"Inference-Header-Content-Length {value!r} does not fit a body of {body_size} bytes"
+        )
+    return int(value)
+
+
+def decode_request(
+    body: bytes, header_length: str | None
+) -> tuple[InferenceRequest, dict[str, tuple[str, np.ndarray]]]:
+    """The request and every input as (datatype, array of its shape); BYTES arrays hold `str` objects."""
+    json_size = _header_length(header_length, len(body))
     try:
         request = InferenceRequest.model_validate_json(body[:json_size])
     except ValidationError as exc:
@@ -76,31 +99,36 @@ def decode_request(body: bytes, header_length: str | None) -> tuple[InferenceReq
         raise InvalidInput(format_validation_errors(exc.errors())) from None
     binary, tensors = body[json_size:], {}
     for tensor in request.inputs:
+        if tensor.name in tensors:
+            raise InvalidInput(f"inputs.{tensor.name}: given twice")
         if tensor.datatype not in DTYPES:
             raise InvalidInput(f"inputs.{tensor.name}: unsupported datatype {tensor.datatype!r}")
+        count = element_count(tensor.shape)
+        if count > MAX_ELEMENTS:
+            raise InvalidInput(
+                f"inputs.{tensor.name}: shape {tensor.shape} has more than {MAX_ELEMENTS} elements"
+            )
         size = tensor.parameters.get("binary_data_size")
-        if isinstance(size, int) and not isinstance(size, bool):
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise InvalidInput(f"inputs.{tensor.name}: binary_data_size must be a non-negative integer")
             raw, binary = binary[:size], binary[size:]
             if len(raw) != size:
                 raise InvalidInput(
                     f"inputs.{tensor.name}: binary data is shorter than binary_data_size {size}"
                 )
-            values: Any = (
-                [b.decode("utf-8", "replace") for b in _bytes_elements(raw)]
-                if tensor.datatype == "BYTES"
-                else np.frombuffer(raw, dtype=DTYPES[tensor.datatype])
-            )
+            values: Any = _binary_values(tensor, raw)
         elif tensor.data is not None:
             values = _flatten(tensor.data)
+            check_elements(tensor.name, tensor.datatype, values)
         else:
             raise InvalidInput(f"inputs.{tensor.name}: neither data nor binary_data_size given")
-        try:
-            array = np.array(values, dtype=DTYPES[tensor.datatype]).reshape(tensor.shape)
-        except (ValueError, TypeError) as exc:
-            raise InvalidInput(
-                f"inputs.{tensor.name}: data does not fit shape {tensor.shape}: {exc}"
-            ) from None
-        tensors[tensor.name] = array
+        if len(values) != count:
+            raise InvalidInput(f"inputs.{tensor.name}: {len(values)} values do not fit shape {tensor.shape}")
+        array = np.array(values, dtype=DTYPES[tensor.datatype]).reshape(tensor.shape)
+        tensors[tensor.name] = (tensor.datatype, array)
+    if binary:
+        raise InvalidInput(f"{len(binary)} bytes of binary data follow the inputs without belonging to any")
     return request, tensors
 
 
@@ -115,14 +143,8 @@ def encode_response(
     request: InferenceRequest, model: str, version: str, outputs: dict[str, tuple[str, np.ndarray]]
 ) -> tuple[bytes, dict[str, str]]:
     """The response body and extra headers; outputs asked for as binary data follow the JSON header."""
-    wanted = {o.name for o in request.outputs} if request.outputs else set(outputs)
-    unknown = wanted - set(outputs)
-    if unknown:
-        raise InvalidInput(f"outputs: unknown output(s) {sorted(unknown)}; this model has {sorted(outputs)}")
     tensors, blobs = [], []
     for name, (datatype, array) in outputs.items():
-        if name not in wanted:
-            continue
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if wants_binary(request, name):
             blob = _serialize(datatype, array)
@@ -134,7 +156,7 @@ def encode_response(
     response: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": tensors}
     if request.id is not None:
         response["id"] = request.id
-    header = json.dumps(response).encode()
+    header = json.dumps(response, allow_nan=False, separators=(",", ":")).encode()
     if not blobs:
         return header, {}
     return header + b"".join(blobs), {"Inference-Header-Content-Length": str(len(header))}

@@ -100,7 +100,7 @@ def export_chatbot(
     base = baseline.evaluate() if names else {}
     for run in names:
         sidecar = export_variant(run, base)
-        t = sidecar["training"]
+        t = sidecar.training
         typer.echo(
             f"{run}: val accuracy {t['val_accuracy_onnx']:.4f} (baseline {t['baseline_val_accuracy']:.4f}), "
             f"OOS recall {t['thresholded']['oos_recall']:.3f} at confidence {t['thresholded']['confidence_threshold']}"

@@ -1,6 +1,6 @@
 """Export trained chatbot variants to ONNX with their sidecars (docs/artifacts.md), and pick the default alias.
 
-One dynamo export of the instrumented model gives ``model.diag.onnx`` (logits + activations); ``model.onnx`` is the
+One dynamo export of the instrumented model gives ``diagnostic.onnx`` (logits + activations); ``fast.onnx`` is the
 same graph with the ``activations`` output and every node that only fed it pruned away, so the fast path computes
 exactly the same logits. Thresholds for the out-of-scope fallback are chosen on the validation split.
 """
@@ -8,13 +8,11 @@ exactly the same logits. Thresholds for the out-of-scope fallback are chosen on 
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import hashlib
 import json
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -25,7 +23,22 @@ from models.chatbot import baseline, data
 from models.chatbot.model import Chatbot, layer_specs
 from models.chatbot.tokenizer import PAD_ID, encode, load_tokenizer
 from models.chatbot.train import RUNS_DIR, load_checkpoint, pad_batch
-from models.sidecar import IR_VERSION, OPSET, STATISTICS, file_entry, reference_activations
+from models.sidecar import (
+    DIAGNOSTIC,
+    FAST,
+    GRAPH_FILES,
+    IR_VERSION,
+    OPSET,
+    STATISTICS,
+    GraphTensor,
+    LayerInfo,
+    OnnxInfo,
+    Sidecar,
+    graph_files,
+    now,
+    reference_activations,
+    write,
+)
 
 VARIANTS = ("chatbot-post", "chatbot-pre", "chatbot-peri")
 INPUT_NAMES = ["input_ids", "attention_mask"]
@@ -178,40 +191,31 @@ def time_paths(fast: Path, diag: Path, ids: list[list[int]], repeats: int = 200)
     return out
 
 
-def rounded(value: Any, digits: int = 6) -> Any:
-    if isinstance(value, float):
-        return round(value, digits)
-    if isinstance(value, dict):
-        return {k: rounded(v, digits) for k, v in value.items()}
-    if isinstance(value, list):
-        return [rounded(v, digits) for v in value]
-    return value
-
-
 def export_variant(
     name: str,
     baseline_metrics: dict[str, float],
     runs_dir: Path = RUNS_DIR,
     artifact_dir: Path = data.ARTIFACT_DIR,
-) -> dict[str, Any]:
-    """Write artifacts/<name>/{model.onnx, model.diag.onnx, sidecar.json}; return the sidecar."""
+) -> Sidecar:
+    """Write artifacts/<name>/{fast.onnx, diagnostic.onnx, sidecar.json}; return the sidecar."""
     model, record = load_checkpoint(name, runs_dir)
     if record["tokenizer_sha256"] != hashlib.sha256(data.TOKENIZER_FILE.read_bytes()).hexdigest():
         raise ValueError(f"{name} was trained with another tokenizer than {data.TOKENIZER_FILE}: retrain it")
     cfg = model.cfg
     out = artifact_dir / name
     out.mkdir(parents=True, exist_ok=True)
+    fast_path, diag_path = out / GRAPH_FILES[FAST], out / GRAPH_FILES[DIAGNOSTIC]
     diag_proto = export_diagnostic(model)
-    onnx.save(diag_proto, out / "model.diag.onnx")
-    onnx.save(prune_to(diag_proto, ["logits"]), out / "model.onnx")
+    onnx.save(diag_proto, diag_path)
+    onnx.save(prune_to(diag_proto, ["logits"]), fast_path)
 
     labels = record["labels"]
     _, val_set = data.load_split()
     tok = load_tokenizer(data.TOKENIZER_FILE)
     val_ids = encode(tok, [e.text for e in val_set], cfg.max_len)
     gold = np.array([labels.index(e.intent) for e in val_set])
-    logits, acts = run_batches(session(out / "model.diag.onnx"), val_ids)
-    (fast_logits,) = run_batches(session(out / "model.onnx"), val_ids)
+    logits, acts = run_batches(session(diag_path), val_ids)
+    (fast_logits,) = run_batches(session(fast_path), val_ids)
     with torch.no_grad():
         input_ids, mask = pad_batch(val_ids)
         t_logits, t_acts = model(input_ids, mask, return_activations=True)
@@ -225,7 +229,7 @@ def export_variant(
     chosen, tradeoff = choose_thresholds(probs, gold, oos)
     argmax_only = fallback_metrics(probs, gold, oos, 0.0, 0.0)
     layers = layer_specs(cfg)
-    timing = time_paths(out / "model.onnx", out / "model.diag.onnx", val_ids)
+    timing = time_paths(fast_path, diag_path, val_ids)
     training = {k: v for k, v in record.items() if k not in ("labels", "model_config", "name")}
     training.update(
         val_accuracy_onnx=argmax_only["accuracy"],
@@ -238,31 +242,29 @@ def export_variant(
         parity=parity,
         timing=timing,
     )
-    sidecar = {
-        "format_version": 1,
-        "name": name,
-        "kind": "chatbot",
-        "version": "1",
-        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "files": {
-            "model": file_entry(out / "model.onnx"),
-            "diagnostics": file_entry(out / "model.diag.onnx"),
-        },
-        "onnx": {
-            "opset": OPSET,
-            "ir_version": IR_VERSION,
-            "inputs": [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in INPUT_NAMES],
-            "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", cfg.n_labels]}],
-            "diagnostic_outputs": [
-                {"name": "activations", "dtype": "float32", "shape": ["batch", len(layers), len(STATISTICS)]}
+    sidecar = Sidecar(
+        format_version=2,
+        name=name,
+        kind="chatbot",
+        created=now(),
+        files=graph_files(out),
+        onnx=OnnxInfo(
+            opset=OPSET,
+            ir_version=IR_VERSION,
+            inputs=[GraphTensor(name=n, dtype="int64", shape=["batch", "sequence"]) for n in INPUT_NAMES],
+            outputs=[GraphTensor(name="logits", dtype="float32", shape=["batch", cfg.n_labels])],
+            diagnostic_outputs=[
+                GraphTensor(
+                    name="activations", dtype="float32", shape=["batch", len(layers), len(STATISTICS)]
+                )
             ],
-        },
-        "config": {**cfg.to_dict(), "parameters": model.num_parameters()},
-        "layers": layers,
-        "statistics": list(STATISTICS),
-        "reference_activations": reference_activations(acts, [str(layer["name"]) for layer in layers]),
-        "training": training,
-        "chatbot": {
+        ),
+        config={**cfg.to_dict(), "parameters": model.num_parameters()},
+        layers=[LayerInfo.model_validate(layer) for layer in layers],
+        statistics=list(STATISTICS),
+        reference_activations=reference_activations(acts, [str(layer["name"]) for layer in layers]),
+        training=training,
+        chatbot={
             "labels": labels,
             "tokenizer": "../../tokenizer.json",
             "intents": "../../intents.json",
@@ -271,8 +273,8 @@ def export_variant(
             "confidence_threshold": chosen["confidence_threshold"],
             "margin_threshold": chosen["margin_threshold"],
         },
-    }
-    (out / "sidecar.json").write_text(json.dumps(rounded(sidecar), indent=1) + "\n", encoding="utf-8")
+    )
+    write(sidecar, out)
     return sidecar
 
 

@@ -1,9 +1,9 @@
 """A BPE tokenizer trained on the training utterances only, shared by every chatbot variant.
 
-The service does ``Tokenizer.from_file("tokenizer.json").encode(text).ids[:max_length]``: no special tokens are added
-around the sequence, so those ids are exactly the model input. [PAD] = 0 (only ever used for padding), [UNK] = 1.
-Metaspace + punctuation pre-tokenisation and a Metaspace decoder make ``decode(encode(text))`` give the normalised
-text back.
+`encode` is the one encoding used by training, export, serving and the benchmarks: no special tokens are added
+around the sequence, so those ids are exactly the model input. [PAD] = 0 (only ever used for padding), [UNK] = 1
+(it stands in for a text that gives no token at all). Metaspace + punctuation pre-tokenisation and a Metaspace
+decoder make ``decode(encode(text))`` give the normalised text back. Torch-free: the service imports it.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 1000, min_frequency:
 
 
 def encode(tok: Tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
-    """The service's encoding: ids truncated to max_length, never empty ([UNK] stands in for an empty text)."""
+    """Token ids truncated to max_length, never empty ([UNK] stands in for a text without tokens)."""
     return [enc.ids[:max_length] or [UNK_ID] for enc in tok.encode_batch(texts)]
 
 

@@ -65,8 +65,8 @@ def export_forecaster(
     from models.forecaster.export import run_export
 
     meta = run_export(run_dir / name, out_dir, name, tuple(eval_splits.split(",")))
-    files = meta["files"]
-    typer.echo(f"wrote {out_dir / name}: {files['model']['bytes']} + {files['diagnostics']['bytes']} bytes")
+    files = meta.files
+    typer.echo(f"wrote {out_dir / name}: {files.fast.bytes} + {files.diagnostic.bytes} bytes")
 
 
 def register(train_app: typer.Typer, export_app: typer.Typer) -> None:

@@ -1,17 +1,15 @@
 """Export to ONNX (unrolled over the fixed context: no Loop/Scan) and write the artifact folder with its sidecar.
 
-Two graphs from the same weights: model.onnx (quantiles only, the fast path) and model.diag.onnx (quantiles plus
+Two graphs from the same weights: fast.onnx (quantiles only, the fast path) and diagnostic.onnx (quantiles plus
 "activations" [batch, n_layers, 5], the statistics computed in the graph over each row's real time steps).
 """
 
 from __future__ import annotations
 
 import io
-import json
 import time
 import warnings
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,22 @@ from torch import nn
 
 from models.forecaster.features import INPUT_NAMES
 from models.forecaster.model import Forecaster, ForecasterEnsemble
-from models.sidecar import IR_VERSION, OPSET, STATISTICS, file_entry, reference_activations
+from models.sidecar import (
+    DIAGNOSTIC,
+    FAST,
+    GRAPH_FILES,
+    IR_VERSION,
+    OPSET,
+    STATISTICS,
+    GraphTensor,
+    LayerInfo,
+    OnnxInfo,
+    Sidecar,
+    graph_files,
+    now,
+    reference_activations,
+    write,
+)
 
 FEATURES_MODULE = "models.forecaster.features"
 
@@ -129,59 +142,53 @@ def sidecar(
     model: Forecaster | ForecasterEnsemble,
     reference: dict,
     training: dict,
-) -> dict:
+) -> Sidecar:
     cfg = model.config
     n_layers = len(model.layer_names)
     members = len(model.members) if isinstance(model, ForecasterEnsemble) else 1
     shapes = {"context": cfg.context_length, "mask": cfg.context_length, "seasonal_lag": cfg.context_length}
-    return {
-        "format_version": 1,
-        "name": name,
-        "kind": "forecaster",
-        "version": "1",
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "files": {
-            "model": file_entry(folder / "model.onnx"),
-            "diagnostics": file_entry(folder / "model.diag.onnx"),
-        },
-        "onnx": {
-            "opset": OPSET,
-            "ir_version": IR_VERSION,
-            "inputs": [
-                {"name": n, "dtype": "float32", "shape": ["batch", shapes.get(n, cfg.max_horizon)]}
+    return Sidecar(
+        format_version=2,
+        name=name,
+        kind="forecaster",
+        created=now(),
+        files=graph_files(folder),
+        onnx=OnnxInfo(
+            opset=OPSET,
+            ir_version=IR_VERSION,
+            inputs=[
+                GraphTensor(name=n, dtype="float32", shape=["batch", shapes.get(n, cfg.max_horizon)])
                 for n in INPUT_NAMES
             ],
-            "outputs": [
-                {
-                    "name": "quantiles",
-                    "dtype": "float32",
-                    "shape": ["batch", cfg.max_horizon, len(cfg.quantiles)],
-                }
+            outputs=[
+                GraphTensor(
+                    name="quantiles", dtype="float32", shape=["batch", cfg.max_horizon, len(cfg.quantiles)]
+                )
             ],
-            "diagnostic_outputs": [
-                {"name": "activations", "dtype": "float32", "shape": ["batch", n_layers, 5]}
+            diagnostic_outputs=[
+                GraphTensor(name="activations", dtype="float32", shape=["batch", n_layers, len(STATISTICS)])
             ],
-        },
-        "config": cfg.to_dict()
+        ),
+        config=cfg.to_dict()
         | {"ensemble_members": members, "parameters": sum(p.numel() for p in model.parameters())},
-        "layers": [{"index": i, "name": n, "kind": layer_kind(n)} for i, n in enumerate(model.layer_names)],
-        "statistics": list(STATISTICS),
-        "reference_activations": reference,
-        "training": training,
-        "forecaster": {
+        layers=[LayerInfo(index=i, name=n, kind=layer_kind(n)) for i, n in enumerate(model.layer_names)],
+        statistics=list(STATISTICS),
+        reference_activations=reference,
+        training=training,
+        forecaster={
             "context_length": cfg.context_length,
             "max_horizon": cfg.max_horizon,
             "quantiles": list(cfg.quantiles),
             "features": FEATURES_MODULE,
         },
-    }
+    )
 
 
 def export_graphs(model: Forecaster | ForecasterEnsemble, folder: Path) -> float:
     """Both graphs into folder; returns the seconds the export took."""
     start = time.perf_counter()
-    export_onnx(model, folder / "model.onnx", diagnostics=False)
-    export_onnx(model, folder / "model.diag.onnx", diagnostics=True)
+    export_onnx(model, folder / GRAPH_FILES[FAST], diagnostics=False)
+    export_onnx(model, folder / GRAPH_FILES[DIAGNOSTIC], diagnostics=True)
     return time.perf_counter() - start
 
 
@@ -207,16 +214,16 @@ def write_sidecar(
     name: str,
     reference_feeds: dict[str, np.ndarray],
     training: dict,
-) -> dict:
+) -> Sidecar:
     """Reference statistics from the diagnostic graph over reference_feeds (the validation windows), then sidecar."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(
-        str(folder / "model.diag.onnx"), _session_options(), providers=["CPUExecutionProvider"]
+        str(folder / GRAPH_FILES[DIAGNOSTIC]), _session_options(), providers=["CPUExecutionProvider"]
     )
     _, acts = session.run(None, reference_feeds)
     meta = sidecar(name, folder, model, reference_activations(acts, model.layer_names), training)
-    (folder / "sidecar.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write(meta, folder)
     return meta
 
 
@@ -247,7 +254,7 @@ def _summary(record: dict) -> dict:
 
 def run_export(
     run_dir: Path, out_dir: Path, name: str, splits: tuple[str, ...] = ("val", "test"), progress: bool = True
-) -> dict:
+) -> Sidecar:
     """Checkpoints -> both graphs -> ORT evaluation on the test tails vs the baselines -> sidecar."""
     from models.forecaster.data import load_all
     from models.forecaster.evaluate import evaluation_table, format_by_dataset, format_table, rnn_forecasts
@@ -259,7 +266,7 @@ def run_export(
     folder = out_dir / name
     seconds = export_graphs(model, folder)
     series = load_all()
-    predict = ort_predict(folder / "model.onnx")
+    predict = ort_predict(folder / GRAPH_FILES[FAST])
     evaluation = {}
     for which in splits:
         windows = eval_windows(series, which, cfg.context_length, cfg.max_horizon)

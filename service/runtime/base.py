@@ -1,21 +1,26 @@
-"""The runtime interface: one small class per model kind, each owning its ONNX Runtime sessions."""
+"""The runtime interface: one small class per model kind, each owning its two ONNX Runtime sessions.
+
+A runtime runs one batch at a time on one graph: the fast one, or the diagnostic one that adds the `activations`
+output. Everything that can fail for one item alone is checked per item, so a bad item fails by itself.
+"""
 
 from __future__ import annotations
 
 import abc
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from service.activations import ActivationMonitor, Layer
+from models.sidecar import DIAGNOSTIC, FAST, FileEntry, Sidecar
+from service.errors import LnserveError
 from service.runtime.providers import CUDA, select_providers, session_options
 
 log = logging.getLogger(__name__)
@@ -30,45 +35,60 @@ class ArtifactError(Exception):
 
 
 @dataclass(frozen=True)
+class Layer:
+    index: int
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True)
 class Artifact:
-    """A parsed sidecar and the folder it lives in."""
+    """A validated sidecar and the folder it lives in."""
 
     folder: Path
-    sidecar: dict[str, Any]
+    sidecar: Sidecar
 
     @property
     def name(self) -> str:
-        return str(self.sidecar["name"])
+        return self.sidecar.name
 
     @property
     def kind(self) -> str:
-        return str(self.sidecar["kind"])
+        return self.sidecar.kind
 
     @property
     def version(self) -> str:
-        return str(self.sidecar.get("version", "1"))
+        return self.sidecar.version
 
     @property
     def layers(self) -> list[Layer]:
-        return [
-            Layer(int(row["index"]), str(row["name"]), str(row.get("kind", "")))
-            for row in self.sidecar["layers"]
-        ]
+        return [Layer(layer.index, layer.name, layer.kind) for layer in self.sidecar.layers]
 
     @property
     def statistics(self) -> list[str]:
-        return [
-            str(stat)
-            for stat in self.sidecar.get("statistics", ["mean", "std", "rms", "abs_mean", "abs_max"])
-        ]
+        return list(self.sidecar.statistics)
 
-    def file(self, role: str) -> Path:
-        return self.folder / str(self.sidecar["files"][role]["path"])
+    def file(self, graph: str) -> Path:
+        entry: FileEntry = getattr(self.sidecar.files, graph)
+        return self.folder / entry.path
 
-    def monitor(self) -> ActivationMonitor:
-        return ActivationMonitor(
-            self.name, self.layers, self.statistics, self.sidecar.get("reference_activations", {})
-        )
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    providers: str = "auto"
+    intra_op_threads: int = 0
+
+
+@dataclass(frozen=True)
+class Prediction(Generic[ResultT]):
+    """One item's answer and, when its batch ran the diagnostic graph, its own activation statistics."""
+
+    result: ResultT
+    activations: FloatArray | None = None  # (n_layers, n_statistics)
+
+
+Outcome = Prediction[ResultT] | LnserveError
+"""What a runtime gives back for one item: its prediction, or the error of that item alone."""
 
 
 class Session:
@@ -93,82 +113,91 @@ class Session:
 
 
 class Runtime(abc.ABC, Generic[ItemT, ResultT]):
-    """Loads one artifact's fast and diagnostic sessions and runs batches of items (off the event loop)."""
+    """Loads one artifact's fast and diagnostic sessions and runs batches of prepared items (off the event loop)."""
 
-    def __init__(self, artifact: Artifact, providers: str, intra_op_threads: int) -> None:
+    def __init__(self, artifact: Artifact, options: RuntimeOptions) -> None:
         self.artifact = artifact
-        self._providers = providers
-        self._threads = intra_op_threads
-        self.fast: Session | None = None
-        self.diagnostic: Session | None = None
-        self.ready = False
-        self.monitor = artifact.monitor()
-        self.on_compute: Callable[[str, float], None] | None = None
-        """Called with the path (`fast` or `diagnostic`) and seconds of every graph run."""
+        self.options = options
+        self.sessions: dict[str, Session] = {}
 
     @property
     def name(self) -> str:
         return self.artifact.name
 
     def load(self) -> None:
-        providers = select_providers(self._providers)
+        self.prepare()
+        providers = select_providers(self.options.providers)
         # Building a session of a large unrolled graph takes seconds, mostly outside the GIL: build both at once.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            fast, diagnostic = pool.map(
-                lambda role: Session(self.artifact.file(role), providers, self._threads),
-                ("model", "diagnostics"),
+            built = pool.map(
+                lambda graph: Session(self.artifact.file(graph), providers, self.options.intra_op_threads),
+                (FAST, DIAGNOSTIC),
             )
-        self.fast, self.diagnostic = fast, diagnostic
+            self.sessions = dict(zip((FAST, DIAGNOSTIC), built, strict=True))
         self._check_io()
-        self._load_extras()
         log.info(
             "loaded %s on %s", self.name, providers[0], extra={"model": self.name, "providers": providers}
         )
 
     def _check_io(self) -> None:
-        assert self.fast is not None and self.diagnostic is not None
-        declared = [str(i["name"]) for i in self.artifact.sidecar["onnx"]["inputs"]]
-        for session in (self.fast, self.diagnostic):
-            if sorted(session.input_names) != sorted(declared):
+        declared = sorted(tensor.name for tensor in self.artifact.sidecar.onnx.inputs)
+        for session in self.sessions.values():
+            if sorted(session.input_names) != declared:
                 raise ArtifactError(
                     f"graph inputs {session.input_names} do not match the sidecar's {declared}"
                 )
-        if "activations" not in self.diagnostic.output_names:
+        if "activations" not in self.sessions[DIAGNOSTIC].output_names:
             raise ArtifactError("the diagnostic graph has no 'activations' output")
 
     def warmup(self, batch_sizes: Sequence[int]) -> float:
-        """Run every batch and length bucket once on both paths, so first requests do not pay for allocation."""
+        """Run every batch size and shape bucket once on both graphs, so first requests do not pay for allocation."""
         start = time.perf_counter()
         for batch in batch_sizes:
             for items in self.warmup_batches(batch):
-                self.predict(items)
+                for diagnostic in (False, True):
+                    self.predict(items, diagnostic)
         return time.perf_counter() - start
 
-    def run_graph(self, path: str, feeds: dict[str, np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
-        session = self.fast if path == "fast" else self.diagnostic
-        if session is None:
+    def run_graph(
+        self, diagnostic: bool, feeds: dict[str, np.ndarray], outputs: Sequence[str]
+    ) -> tuple[list[np.ndarray], FloatArray | None]:
+        """The named outputs of one graph run, plus `activations` [B, n_layers, n_statistics] on the diagnostic one."""
+        if not self.sessions:
             raise RuntimeError(f"{self.name} is not loaded")
-        start = time.perf_counter()
-        result = session.run(feeds, outputs)
-        if self.on_compute is not None:
-            self.on_compute(path, time.perf_counter() - start)
-        return result
+        if not diagnostic:
+            return self.sessions[FAST].run(feeds, outputs), None
+        *values, activations = self.sessions[DIAGNOSTIC].run(feeds, [*outputs, "activations"])
+        return values, activations
+
+    def batch_key(self, item: ItemT) -> Hashable:
+        """Items with equal keys may share a batch (e.g. a length bucket); by default every item may."""
+        return None
 
     @abc.abstractmethod
-    def _load_extras(self) -> None:
-        """Tokenizer, label tables, feature module: whatever the kind needs besides the sessions."""
+    def prepare(self) -> None:
+        """Tokenizer, label tables, feature module: whatever the kind needs besides the sessions (enough to build
+        items and feeds without loading the graphs)."""
+
+    @abc.abstractmethod
+    def feeds(self, items: list[ItemT]) -> dict[str, np.ndarray]:
+        """The graph inputs of one batch."""
 
     @abc.abstractmethod
     def warmup_batches(self, batch_size: int) -> list[list[ItemT]]:
-        """Items covering the kind's shape buckets at this batch size, on both paths."""
+        """Items covering the kind's shape buckets at this batch size."""
 
     @abc.abstractmethod
-    def predict(self, items: list[ItemT]) -> list[ResultT]:
-        """One result per item, in order; each item's answer and statistics are its own."""
+    def predict(self, items: list[ItemT], diagnostic: bool) -> list[Outcome[ResultT]]:
+        """One outcome per item, in order; each item's answer and statistics are its own."""
 
 
-def split_paths(diagnostic: Sequence[bool]) -> tuple[list[int], list[int]]:
-    """Indices of the items for the fast graph and for the instrumented one."""
-    fast = [i for i, diag in enumerate(diagnostic) if not diag]
-    diag = [i for i, diag in enumerate(diagnostic) if diag]
-    return fast, diag
+def with_activations(
+    results: Sequence[ResultT | LnserveError], activations: FloatArray | None
+) -> list[Outcome[ResultT]]:
+    """Pair each row's result (or its own error) with its row of statistics."""
+    return [
+        result
+        if isinstance(result, LnserveError)
+        else Prediction(result, None if activations is None else activations[i])
+        for i, result in enumerate(results)
+    ]

@@ -15,6 +15,8 @@ import pytest
 
 from models.chatbot import baseline, data
 from models.chatbot.tokenizer import PAD_ID, UNK_ID, load_tokenizer
+from models.sidecar import Sidecar
+from service.kinds.chatbot.runtime import ChatbotBlock
 
 SIDECARS = sorted(data.ARTIFACT_DIR.glob("*/sidecar.json"))
 MiB = 1024 * 1024
@@ -105,11 +107,12 @@ def test_sidecar_checksums_and_sizes_match_the_files(path: Path) -> None:
 @pytest.mark.parametrize("path", SIDECARS, ids=lambda p: p.parent.name)
 def test_sidecar_describes_the_graphs_it_ships_with(path: Path) -> None:
     side = load(path)
+    ChatbotBlock.model_validate(Sidecar.model_validate(side).block())  # what the service validates on load
     assert side["name"] == path.parent.name and side["kind"] == "chatbot"
     assert side["config"]["norm_placement"] == path.parent.name.removeprefix("chatbot-")
     assert side["chatbot"]["labels"] == data.load_labels()
-    fast = ort.InferenceSession(str(path.parent / "model.onnx"), providers=["CPUExecutionProvider"])
-    diag = ort.InferenceSession(str(path.parent / "model.diag.onnx"), providers=["CPUExecutionProvider"])
+    fast = ort.InferenceSession(str(path.parent / "fast.onnx"), providers=["CPUExecutionProvider"])
+    diag = ort.InferenceSession(str(path.parent / "diagnostic.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in fast.get_inputs()] == [i["name"] for i in side["onnx"]["inputs"]]
     assert [o.name for o in fast.get_outputs()] == ["logits"]
     assert [o.name for o in diag.get_outputs()] == ["logits", "activations"]
@@ -140,7 +143,7 @@ def test_default_beats_the_tfidf_baseline_recomputed_on_the_validation_file() ->
     folder, side = default_sidecar()
     val = data.read_jsonl(data.VAL_FILE)
     labels = side["chatbot"]["labels"]
-    sess = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(folder / "fast.onnx"), providers=["CPUExecutionProvider"])
     (logits,) = sess.run(None, encode_padded([e.text for e in val], side["chatbot"]["max_length"]))
     accuracy = float(np.mean([labels[i] == e.intent for i, e in zip(logits.argmax(1), val, strict=True)]))
     baseline_accuracy = baseline.evaluate()["val_accuracy"]

@@ -49,7 +49,7 @@ def test_sidecar_checksums_and_sizes_match_the_files(meta: dict) -> None:
 
 
 def test_sidecar_declares_the_forecaster_contract(meta: dict) -> None:
-    assert (meta["format_version"], meta["name"], meta["kind"]) == (1, "forecaster", "forecaster")
+    assert (meta["format_version"], meta["name"], meta["kind"]) == (2, "forecaster", "forecaster")
     block = meta["forecaster"]
     assert block["max_horizon"] >= 24 and {0.1, 0.5, 0.9} <= set(block["quantiles"])
     assert block["quantiles"] == sorted(block["quantiles"])
@@ -70,7 +70,7 @@ def test_graphs_match_the_declared_inputs_and_outputs(meta: dict, sessions: dict
         assert got == declared
         outs = {o.name: o.shape for o in session.get_outputs()}
         expected = meta["onnx"]["outputs"] + (
-            meta["onnx"]["diagnostic_outputs"] if key == "diagnostics" else []
+            meta["onnx"]["diagnostic_outputs"] if key == "diagnostic" else []
         )
         assert outs == {o["name"]: o["shape"] for o in expected}
         proto = onnx.load(FOLDER / meta["files"][key]["path"])
@@ -85,7 +85,7 @@ def test_committed_model_is_scale_equivariant_monotone_and_handles_edge_cases(
     t = np.arange(150)
     seasonal = 500 + 3 * t + 80 * np.sin(2 * np.pi * t / 12)
     series = [seasonal, np.full(50, 42.0), np.arange(1.0, 9.0)]
-    fast = sessions["model"]
+    fast = sessions["fast"]
     q = _forecast(meta, fast, series, [12, 1, 1])
     q1000 = _forecast(meta, fast, [1000 * s for s in series], [12, 1, 1])
     np.testing.assert_allclose(q1000, 1000 * q, rtol=1e-4)
@@ -98,6 +98,6 @@ def test_committed_model_is_scale_equivariant_monotone_and_handles_edge_cases(
 def test_fast_and_diagnostic_graphs_give_identical_quantiles(meta: dict, sessions: dict) -> None:
     rng = np.random.default_rng(0)
     series = [rng.lognormal(size=n) for n in (20, 200)]
-    fast = _forecast(meta, sessions["model"], series, [7, 1])
-    diag = _forecast(meta, sessions["diagnostics"], series, [7, 1])
+    fast = _forecast(meta, sessions["fast"], series, [7, 1])
+    diag = _forecast(meta, sessions["diagnostic"], series, [7, 1])
     np.testing.assert_allclose(fast, diag, rtol=1e-6)

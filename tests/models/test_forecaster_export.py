@@ -28,13 +28,13 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[ForecasterEnsemble, 
         for m in model.members:
             m.head[-1].weight.normal_(0, 0.3)
     folder = tmp_path_factory.mktemp("tiny")
-    export_onnx(model, folder / "model.onnx", diagnostics=False)
-    export_onnx(model, folder / "model.diag.onnx", diagnostics=True)
+    export_onnx(model, folder / "fast.onnx", diagnostics=False)
+    export_onnx(model, folder / "diagnostic.onnx", diagnostics=True)
     return model, folder
 
 
 def _session(folder: Path, diag: bool) -> ort.InferenceSession:
-    name = "model.diag.onnx" if diag else "model.onnx"
+    name = "diagnostic.onnx" if diag else "fast.onnx"
     return ort.InferenceSession(str(folder / name), session_options(1), providers=["CPUExecutionProvider"])
 
 
@@ -55,7 +55,7 @@ def _forecast(folder: Path, series: list[np.ndarray], seasons: list[int]) -> np.
 
 def test_graphs_are_unrolled_opset_18_ir_10(tiny: tuple) -> None:
     _, folder = tiny
-    for name in ("model.onnx", "model.diag.onnx"):
+    for name in ("fast.onnx", "diagnostic.onnx"):
         proto = onnx.load(folder / name)
         assert proto.ir_version == 10
         assert {o.domain: o.version for o in proto.opset_import}[""] == 18

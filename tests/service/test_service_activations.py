@@ -22,7 +22,7 @@ def direct_chatbot_activations(variant: str, text: str) -> tuple[np.ndarray, np.
     ids = Tokenizer.from_file(str(folder / sidecar["chatbot"]["tokenizer"])).encode(text).ids
     ids = ids[: sidecar["chatbot"]["max_length"]]
     session = ort.InferenceSession(
-        str(folder / "model.diag.onnx"), session_options(1), providers=["CPUExecutionProvider"]
+        str(folder / "diagnostic.onnx"), session_options(1), providers=["CPUExecutionProvider"]
     )
     feeds = {
         "input_ids": np.array([ids], dtype=np.int64),
@@ -74,7 +74,7 @@ def test_forecast_activations_equal_a_direct_run_of_the_diagnostic_graph(client:
     ).json()
     feeds, scales = features.make_inputs([series], [12], sidecar["forecaster"]["context_length"])
     session = ort.InferenceSession(
-        str(folder / "model.diag.onnx"), session_options(1), providers=["CPUExecutionProvider"]
+        str(folder / "diagnostic.onnx"), session_options(1), providers=["CPUExecutionProvider"]
     )
     quantiles, activations = session.run(["quantiles", "activations"], feeds)
     np.testing.assert_allclose(as_matrix(body["activations"]), activations[0], rtol=1e-4, atol=1e-5)

@@ -18,7 +18,7 @@ def test_a_corrupt_artifact_is_refused_and_the_others_still_serve(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     models = model_folder(tmp_path, ["chatbot-peri", "chatbot-pre"], copy=True)
-    onnx = models / "chatbot/artifacts/chatbot-pre/model.onnx"
+    onnx = models / "chatbot/artifacts/chatbot-pre/fast.onnx"
     data = bytearray(onnx.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte
     onnx.write_bytes(bytes(data))
@@ -36,16 +36,14 @@ def test_a_corrupt_artifact_is_refused_and_the_others_still_serve(
         listed = {m["id"]: m for m in httpx.get(base + "/v1/models").json()["data"]}
         metrics = httpx.get(base + "/metrics").text
     assert refused.status_code == 503
-    assert refused.json()["error"].startswith(
-        "model chatbot-pre is not ready: sha256 mismatch for model.onnx"
-    )
+    assert refused.json()["error"].startswith("model chatbot-pre is not ready: sha256 mismatch for fast.onnx")
     assert ready.status_code == 503 and "chatbot-pre (sha256 mismatch" in ready.json()["error"]
     assert model_ready.status_code == 503
     assert listed["chatbot-pre"]["ready"] is False and listed["chatbot-pre"]["state"] == "failed"
     assert 'lnserve_model_ready{model="chatbot-pre"} 0.0' in metrics
     assert 'lnserve_model_ready{model="chatbot-peri"} 1.0' in metrics
     assert any(
-        "refusing model chatbot-pre: sha256 mismatch for model.onnx" in r.getMessage() for r in caplog.records
+        "refusing model chatbot-pre: sha256 mismatch for fast.onnx" in r.getMessage() for r in caplog.records
     )
 
 

@@ -126,11 +126,31 @@ def test_v2_forecaster_infer_through_tritonclient(
     [
         (
             {"inputs": [{"name": "series", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]},
-            "inputs: missing input 'text' (BYTES [N] or [N, 1]); got ['series']",
+            "inputs: unknown input(s) ['series']; this model takes ['text']",
+        ),
+        (
+            {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}], "outputs": []},
+            "inputs: unknown input(s) ['x']; this model takes ['text']",
         ),
         (
             {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["only one"]}]},
-            "inputs.text: data does not fit shape [2]: cannot reshape array of size 1 into shape (2,)",
+            "inputs.text: 1 values do not fit shape [2]",
+        ),
+        (
+            {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [None]}]},
+            "inputs.text: BYTES data must be strings, got None",
+        ),
+        (
+            {"inputs": [{"name": "text", "shape": [1], "datatype": "FP32", "data": [1.0]}]},
+            "inputs.text: datatype must be BYTES, got FP32",
+        ),
+        (
+            {"inputs": [{"name": "text", "shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]}]},
+            "inputs.text: shape must be [-1] or [-1, 1] (-1: any size), got [1, 2]",
+        ),
+        (
+            {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["   "]}]},
+            "inputs.text[0]: String should have at least 1 character",
         ),
         ({"inputs": []}, "inputs: List should have at least 1 item after validation, not 0"),
     ],

@@ -7,27 +7,34 @@ import json
 import numpy as np
 import pytest
 
-from service.runtime.base import Artifact
-from service.runtime.chatbot import ChatbotRuntime, ChatItem, length_buckets
-from service.runtime.forecaster import interpolate_quantiles
+from models.sidecar import read
+from service.kinds.chatbot.runtime import ChatbotRuntime, ChatResult, length_buckets
+from service.kinds.forecaster.runtime import interpolate_quantiles
+from service.runtime.base import Artifact, Prediction, RuntimeOptions
 from service.runtime.providers import CUDA, cuda_device_count, select_providers
 from tests.service.helpers import CHATBOT_ARTIFACTS, MODELS
 
 
 def load_chatbot(variant: str = "chatbot-peri") -> ChatbotRuntime:
     folder = CHATBOT_ARTIFACTS / variant
-    runtime = ChatbotRuntime(Artifact(folder, json.loads((folder / "sidecar.json").read_text())), "auto", 1)
+    runtime = ChatbotRuntime(Artifact(folder, read(folder / "sidecar.json")), RuntimeOptions("auto", 1))
     runtime.load()
     return runtime
+
+
+def answer(runtime: ChatbotRuntime, *texts: str, diagnostic: bool = False) -> list[Prediction[ChatResult]]:
+    outcomes = runtime.predict([runtime.item(text) for text in texts], diagnostic)
+    assert all(isinstance(o, Prediction) for o in outcomes)
+    return outcomes  # type: ignore[return-value]
 
 
 def test_low_confidence_falls_back_to_out_of_scope_with_the_fallback_reply() -> None:
     runtime = load_chatbot()
     fallback = json.loads((MODELS / "chatbot" / "intents.json").read_text())["fallback_reply"]
-    confident = runtime.predict([ChatItem("i forgot my password")])[0]
+    confident = answer(runtime, "i forgot my password")[0].result
     assert confident.intent == "reset_password" and not confident.fallback
     runtime.confidence_threshold = confident.confidence + 1e-3
-    unsure = runtime.predict([ChatItem("i forgot my password")])[0]
+    unsure = answer(runtime, "i forgot my password")[0].result
     assert unsure.intent == "out_of_scope" and unsure.fallback and unsure.reply == fallback
     assert unsure.confidence == pytest.approx(confident.confidence)
     assert unsure.alternatives[0][0] == "reset_password"
@@ -36,19 +43,23 @@ def test_low_confidence_falls_back_to_out_of_scope_with_the_fallback_reply() -> 
 def test_small_margin_falls_back_too() -> None:
     runtime = load_chatbot()
     runtime.margin_threshold = 1.0  # no margin between two probabilities can reach 1
-    assert runtime.predict([ChatItem("i forgot my password")])[0].intent == "out_of_scope"
+    assert answer(runtime, "i forgot my password")[0].result.intent == "out_of_scope"
 
 
 def test_padding_to_a_longer_bucket_does_not_change_the_answer() -> None:
     runtime = load_chatbot()
     short = "cancel my plan"
-    alone = runtime.predict([ChatItem(short, diagnostic=True)])[0]
-    with_long = runtime.predict([ChatItem(short, diagnostic=True), ChatItem("word " * 60, diagnostic=True)])[
-        0
-    ]
-    np.testing.assert_allclose(with_long.logits, alone.logits, rtol=1e-4, atol=1e-5)
+    (alone,) = answer(runtime, short, diagnostic=True)
+    with_long = answer(runtime, short, "word " * 60, diagnostic=True)[0]
+    np.testing.assert_allclose(with_long.result.logits, alone.result.logits, rtol=1e-4, atol=1e-5)
     assert with_long.activations is not None and alone.activations is not None
     np.testing.assert_allclose(with_long.activations, alone.activations, rtol=1e-4, atol=1e-5)
+
+
+def test_an_empty_text_is_one_unknown_token_in_training_and_serving_alike() -> None:
+    from models.chatbot.tokenizer import UNK_ID
+
+    assert load_chatbot().item("").ids == [UNK_ID]
 
 
 def test_length_buckets_end_at_max_length() -> None:

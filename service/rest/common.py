@@ -1,0 +1,71 @@
+"""What every REST adapter shares: the data plane dependency, the body limit, JSON in and out."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request, Response
+from pydantic import BaseModel, ValidationError
+
+from service.dataplane import DataPlane
+from service.errors import InvalidInput, PayloadTooLarge, format_validation_errors
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+async def get_plane(request: Request) -> DataPlane:
+    # async: a plain `def` dependency runs in FastAPI's thread pool on every request
+    plane: DataPlane = request.app.state.dataplane
+    return plane
+
+
+Plane = Annotated[DataPlane, Depends(get_plane)]
+
+
+async def authorised(request: Request, plane: Plane) -> None:
+    """Router dependency for the non-inference routes (inference routes authorise inside their data plane call)."""
+    plane.authorise(request.headers.get("authorization"))
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit` (declared or counted while reading)."""
+    too_large = PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse(body: bytes, model: type[ModelT]) -> ModelT:
+    """JSON then the schema; both kinds of error are one readable 422 line."""
+    try:
+        value = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise InvalidInput(f"request body is not valid JSON ({detail})") from None
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        raise InvalidInput(format_validation_errors(exc.errors())) from None
+
+
+def json_response(payload: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Our own payloads are built from validated data: dump them without validating them again."""
+    content = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return Response(content, status_code, headers, media_type="application/json")
+
+
+def json_body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` documenting a body the handler parses itself (so its errors are counted in its call)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": _ref(model)}}}}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}

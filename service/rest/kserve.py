@@ -1,0 +1,90 @@
+"""KServe v2 / Open Inference Protocol REST: server and model metadata, readiness and `infer`, for every kind.
+
+Metadata and validation come from each kind's tensor declarations; this module only translates the wire format.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from service import __version__
+from service.rest.common import Plane, authorised, get_plane, read_body
+from service.schemas import openapi_errors
+from service.v2codec import decode_request, encode_response
+
+router = APIRouter(tags=["kserve-v2"], dependencies=[Depends(authorised)])
+infer_router = APIRouter(tags=["kserve-v2"])
+ERRORS = openapi_errors(400, 401, 404, 413, 422, 503, 504)
+
+
+@router.get("/v2", name="server_metadata", operation_id="server_metadata")
+async def server_metadata() -> dict[str, Any]:
+    return {
+        "name": "lnserve",
+        "version": __version__,
+        "extensions": ["binary_tensor_data", "model_repository"],
+    }
+
+
+@router.get("/v2/models/{name}", name="model_metadata", operation_id="model_metadata", responses=ERRORS)
+@router.get(
+    "/v2/models/{name}/versions/{version}",
+    name="model_version_metadata",
+    operation_id="model_version_metadata",
+    responses=ERRORS,
+)
+async def model_metadata(name: str, plane: Plane, version: str | None = None) -> dict[str, Any]:
+    entry = plane.repository.resolve(name, version)
+    inputs, outputs = plane.tensor_specs(name, version)
+    return {
+        "name": name,
+        "versions": [entry.artifact.version],
+        "platform": "onnxruntime_onnx",
+        "inputs": [spec.metadata() for spec in inputs],
+        "outputs": [spec.metadata() for spec in outputs],
+        "artifact": entry.name,
+        "kind": entry.kind.name,
+        "ready": entry.ready,
+        **entry.kind.describe(entry.artifact),
+    }
+
+
+@router.get("/v2/models/{name}/ready", name="model_ready", operation_id="model_ready", responses=ERRORS)
+@router.get(
+    "/v2/models/{name}/versions/{version}/ready",
+    name="model_version_ready",
+    operation_id="model_version_ready",
+    responses=ERRORS,
+)
+async def model_ready(name: str, plane: Plane, version: str | None = None) -> dict[str, Any]:
+    """200 when the model serves; 503 (with the reason) while it loads or after it was refused."""
+    plane.model(name, version)
+    return {"name": name, "ready": True}
+
+
+@infer_router.post(
+    "/v2/models/{name}/infer", name="kserve_infer", operation_id="model_infer", responses=ERRORS
+)
+@infer_router.post(
+    "/v2/models/{name}/versions/{version}/infer",
+    name="kserve_version_infer",
+    operation_id="model_version_infer",
+    responses=ERRORS,
+)
+async def infer(name: str, request: Request, version: str | None = None) -> Response:
+    plane = await get_plane(request)
+    async with plane.call("kserve_infer", request.headers.get("authorization"), name) as call:
+        raw = await read_body(request, plane.settings.max_body_bytes)
+        body, tensors = decode_request(raw, request.headers.get("inference-header-content-length"))
+        requested = [output.name for output in body.outputs] if body.outputs else None
+        values = await plane.infer_tensors(call, name, version, tensors, body.parameters, requested)
+        _, outputs = plane.tensor_specs(name, version)
+        datatypes = {spec.name: spec.datatype for spec in outputs}
+        version_ = plane.repository.resolve(name, version).artifact.version
+        content, headers = encode_response(
+            body, name, version_, {k: (datatypes[k], v) for k, v in values.items()}
+        )
+    media_type = "application/json" if not headers else "application/octet-stream"
+    return Response(content, media_type=media_type, headers=headers)

@@ -1,0 +1,16 @@
+"""`GET /metrics`: Prometheus text exposition from the data plane's own registry; open without an API key."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.rest.common import Plane
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", name="metrics", operation_id="metrics", response_class=Response)
+async def metrics(plane: Plane) -> Response:
+    plane.publish_activations()
+    return Response(generate_latest(plane.metrics.registry), media_type=CONTENT_TYPE_LATEST)

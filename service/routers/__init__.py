@@ -1,1 +1,0 @@
-"""One router per HTTP surface; handlers parse, call the inference layer and shape the answer."""

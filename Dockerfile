@@ -37,31 +37,25 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DEFAULT_TIMEOUT=120 \
     PIP_ONLY_BINARY=:all:
 RUN python3 -m venv /opt/venv
-COPY pyproject.toml scripts/image_requirements.py /tmp/build/
+COPY pyproject.toml scripts/image_requirements.py scripts/image-install.sh /tmp/build/
 
-FROM builder-base AS builder-cpu
-RUN python3 /tmp/build/image_requirements.py /tmp/build/pyproject.toml cpu >/tmp/build/requirements.txt \
-    && /opt/venv/bin/pip install -r /tmp/build/requirements.txt
+# The code, apart from the dependencies, so that editing it does not invalidate the dependency layers.
+FROM base AS source
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY service/ service/
 COPY models/ models/
-RUN env PIP_ONLY_BINARY= /opt/venv/bin/pip install --no-deps -e . \
-    && /opt/venv/bin/python -m compileall -q service models \
-    && /opt/venv/bin/python -c 'import onnxruntime, service.cli, models.forecaster.features' \
-    && /opt/venv/bin/python -m pip uninstall -q -y pip setuptools
+
+# One builder per onnxruntime flavour; scripts/image-install.sh holds the steps both run.
+FROM builder-base AS builder-cpu
+RUN /tmp/build/image-install.sh deps cpu
+COPY --from=source /app /app
+RUN /tmp/build/image-install.sh app
 
 FROM builder-base AS builder-gpu
-RUN python3 /tmp/build/image_requirements.py /tmp/build/pyproject.toml gpu >/tmp/build/requirements.txt \
-    && /opt/venv/bin/pip install -r /tmp/build/requirements.txt
-WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY service/ service/
-COPY models/ models/
-RUN env PIP_ONLY_BINARY= /opt/venv/bin/pip install --no-deps -e . \
-    && /opt/venv/bin/python -m compileall -q service models \
-    && /opt/venv/bin/python -c 'import onnxruntime, service.cli, models.forecaster.features' \
-    && /opt/venv/bin/python -m pip uninstall -q -y pip setuptools
+RUN /tmp/build/image-install.sh deps gpu
+COPY --from=source /app /app
+RUN /tmp/build/image-install.sh app
 
 # ---------------------------------------------------------------------------------------------------------------
 # runtime: what both final images share.

@@ -110,6 +110,52 @@ def reference_activations(acts: np.ndarray, names: list[str]) -> dict[str, dict[
     }
 
 
+def tensor(name: str, dtype: str, *shape: int | str) -> GraphTensor:
+    return GraphTensor(name=name, dtype=dtype, shape=list(shape))
+
+
+def assemble(
+    *,
+    name: str,
+    kind: str,
+    folder: Path,
+    inputs: list[GraphTensor],
+    outputs: list[GraphTensor],
+    config: dict[str, Any],
+    layers: list[dict[str, Any]],
+    reference: np.ndarray,
+    training: dict[str, Any],
+    block: dict[str, Any],
+) -> Sidecar:
+    """The sidecar of the two graphs in `folder`; `reference` is the diagnostic graph's activations [N, L, S] over
+    the validation set, `block` the kind's own block."""
+    diagnostic = tensor("activations", "float32", "batch", len(layers), len(STATISTICS))
+    return Sidecar.model_validate(
+        {
+            "format_version": FORMAT_VERSION,
+            "name": name,
+            "kind": kind,
+            "created": now(),
+            "files": graph_files(folder),
+            "onnx": OnnxInfo(
+                opset=OPSET,
+                ir_version=IR_VERSION,
+                inputs=inputs,
+                outputs=outputs,
+                diagnostic_outputs=[diagnostic],
+            ),
+            "config": config,
+            "layers": layers,
+            "statistics": list(STATISTICS),
+            "reference_activations": reference_activations(
+                reference, [str(layer["name"]) for layer in layers]
+            ),
+            "training": training,
+            kind: block,
+        }
+    )
+
+
 def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

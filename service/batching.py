@@ -15,8 +15,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.errors import InternalError, LnserveError, QueueFull, RequestTimeout
 from service.metrics import Metrics
@@ -27,23 +29,22 @@ ItemT = TypeVar("ItemT")
 OutT = TypeVar("OutT")
 
 
-@dataclass(frozen=True)
-class BatchPolicy:
+class BatchPolicy(BaseModel):
     """How one model batches (Triton's `dynamic_batching`, MLServer's adaptive batching)."""
 
-    max_batch_size: int = 32
-    max_queue_delay_s: float = 0.0005
-    max_queue_size: int = 512
-    timeout_s: float = 30.0
-    retry_after_s: int = 1
-    group_by_key: bool = False
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_batch_size: int = Field(default=32, ge=1, le=1024, description="Largest batch handed to the runtime.")
+    max_queue_delay_s: float = Field(default=0.0005, ge=0, description="Wait for more items after the first.")
+    max_queue_size: int = Field(default=512, ge=1, description="Items that may wait; one more is refused.")
+    timeout_s: float = Field(default=30.0, gt=0, description="Queueing plus inference, per request.")
+    retry_after_s: int = Field(default=1, ge=1, description="`Retry-After` of a refusal.")
+    group_by_key: bool = Field(
+        default=False, description="Batch only items of the oldest item's `batch_key`."
+    )
 
     def merged(self, overrides: Mapping[str, Any]) -> BatchPolicy:
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown batching option(s) {unknown}; known: {sorted(known)}")
-        return replace(self, **overrides)
+        return BatchPolicy.model_validate(self.model_dump() | dict(overrides))
 
 
 @dataclass

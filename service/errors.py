@@ -7,10 +7,20 @@ from typing import Any, ClassVar
 
 
 class LnserveError(Exception):
-    """Base of every error the service answers with; `reason` is the failure-metric label."""
+    """Base of every error the service answers with; `reason` is the failure-metric label.
+
+    Subclasses name their status and reason in the class line: `class QueueFull(LnserveError, status=503, ...)`.
+    """
 
     status_code: ClassVar[int] = 500
     reason: ClassVar[str] = "internal"
+
+    def __init_subclass__(cls, status: int | None = None, reason: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status_code = status
+        if reason is not None:
+            cls.reason = reason
 
     def __init__(self, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
@@ -18,61 +28,45 @@ class LnserveError(Exception):
         self.headers: dict[str, str] = dict(headers or {})
 
 
-class BadRequest(LnserveError):
-    status_code = 400
-    reason = "bad_request"
+class BadRequest(LnserveError, status=400, reason="bad_request"):
+    """The body is not what the protocol expects at all (not JSON, broken binary framing)."""
 
 
-class InvalidInput(LnserveError):
+class InvalidInput(LnserveError, status=422, reason="bad_request"):
     """Well-formed JSON whose values are wrong (FastAPI's validation errors land here too)."""
 
-    status_code = 422
-    reason = "bad_request"
 
-
-class NonFiniteOutput(LnserveError):
+class NonFiniteOutput(LnserveError, status=422, reason="nonfinite_output"):
     """The model's answer for this input is not a finite number (e.g. a series near the float32 maximum)."""
 
-    status_code = 422
-    reason = "nonfinite_output"
 
-
-class Unauthorized(LnserveError):
-    status_code = 401
-    reason = "unauthorized"
-
+class Unauthorized(LnserveError, status=401, reason="unauthorized"):
     def __init__(self, message: str = "missing or invalid API key") -> None:
         super().__init__(message, {"WWW-Authenticate": "Bearer"})
 
 
-class ModelNotFound(LnserveError):
-    status_code = 404
-    reason = "not_found"
+class ModelNotFound(LnserveError, status=404, reason="not_found"):
+    """Unknown model, alias or version; or a model of another kind than the route serves."""
 
 
-class PayloadTooLarge(LnserveError):
-    status_code = 413
-    reason = "too_large"
+class PayloadTooLarge(LnserveError, status=413, reason="too_large"):
+    pass
 
 
-class ModelNotReady(LnserveError):
-    status_code = 503
-    reason = "not_ready"
+class ModelNotReady(LnserveError, status=503, reason="not_ready"):
+    """Loading, or refused at load (the reason is in the message)."""
 
 
-class QueueFull(LnserveError):
-    status_code = 503
-    reason = "queue_full"
+class QueueFull(LnserveError, status=503, reason="queue_full"):
+    pass
 
 
-class RequestTimeout(LnserveError):
-    status_code = 504
-    reason = "timeout"
+class RequestTimeout(LnserveError, status=504, reason="timeout"):
+    pass
 
 
-class InternalError(LnserveError):
-    status_code = 500
-    reason = "internal"
+class InternalError(LnserveError, status=500, reason="internal"):
+    pass
 
 
 REASON_BY_STATUS = {

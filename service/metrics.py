@@ -52,88 +52,62 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
-        self.request_success = Counter(
-            "lnserve_request_success", "Successful inference requests.", ["model", "endpoint"], registry=r
+        counter, gauge, histogram = self._counter, self._gauge, self._histogram
+        model, endpoint, layer = "model", "endpoint", "layer"
+        self.request_success = counter("request_success", "Successful inference requests.", model, endpoint)
+        self.request_failure = counter(
+            "request_failure", "Failed inference requests.", model, endpoint, "reason"
         )
-        self.request_failure = Counter(
-            "lnserve_request_failure",
-            "Failed inference requests.",
-            ["model", "endpoint", "reason"],
-            registry=r,
+        self.request_duration = histogram("request_duration_seconds", "Whole request time.", model, endpoint)
+        self.queue_duration = histogram(
+            "queue_duration_seconds", "Time a request waited in the batch queue.", model
         )
-        self.request_duration = Histogram(
-            "lnserve_request_duration_seconds",
-            "Whole request time.",
-            ["model", "endpoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.compute_duration = histogram(
+            "compute_duration_seconds", "Inference time of one batch.", model, "path"
         )
-        self.queue_duration = Histogram(
-            "lnserve_queue_duration_seconds",
-            "Time a request waited in the batch queue.",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.batch_size = histogram(
+            "batch_size", "Requests per executed batch.", model, buckets=BATCH_BUCKETS
         )
-        self.compute_duration = Histogram(
-            "lnserve_compute_duration_seconds",
-            "Inference time of one batch.",
-            ["model", "path"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.pending_requests = gauge("pending_requests", "Requests queued or running.", model)
+        self.model_load_duration = gauge(
+            "model_load_duration_seconds", "Time to verify, load and warm up.", model
         )
-        self.batch_size = Histogram(
-            "lnserve_batch_size", "Requests per executed batch.", ["model"], buckets=BATCH_BUCKETS, registry=r
+        self.model_ready = gauge("model_ready", "1 when the model serves, else 0.", model)
+        self.nonfinite_outputs = counter(
+            "nonfinite_outputs",
+            "Items whose output was not finite (answered with an error, never null).",
+            model,
         )
-        self.pending_requests = Gauge(
-            "lnserve_pending_requests", "Requests queued or running.", ["model"], registry=r
-        )
-        self.model_load_duration = Gauge(
-            "lnserve_model_load_duration_seconds",
-            "Time to verify, load and warm up a model.",
-            ["model"],
-            registry=r,
-        )
-        self.model_ready = Gauge(
-            "lnserve_model_ready", "1 when the model serves, else 0.", ["model"], registry=r
-        )
-        self.nonfinite_outputs = Counter(
-            "lnserve_nonfinite_outputs",
-            "Items whose model output was not finite (answered with an error, never as null or Infinity).",
-            ["model"],
-            registry=r,
-        )
-        self.activation = Gauge(
-            "lnserve_activation",
+        self.activation = gauge(
+            "activation",
             "Live mean of an activation statistic over sampled requests.",
-            ["model", "layer", "statistic"],
-            registry=r,
+            model,
+            layer,
+            "statistic",
         )
-        self.activation_reference = Gauge(
-            "lnserve_activation_reference",
-            "Reference mean of the statistic on the validation set (sidecar).",
-            ["model", "layer", "statistic"],
-            registry=r,
+        self.activation_reference = gauge(
+            "activation_reference", "Reference mean of the statistic (sidecar).", model, layer, "statistic"
         )
-        self.activation_drift = Gauge(
-            "lnserve_activation_drift",
-            "Drift of the live statistics from the reference, per layer.",
-            ["model", "layer"],
-            registry=r,
+        self.activation_drift = gauge(
+            "activation_drift", "Drift of the live statistics, per layer.", model, layer
         )
-        self.activation_nonfinite = Counter(
-            "lnserve_activation_nonfinite",
-            "Non-finite activation statistics seen.",
-            ["model", "layer"],
-            registry=r,
+        self.activation_nonfinite = counter(
+            "activation_nonfinite", "Non-finite statistics seen.", model, layer
         )
-        self.activation_samples = Counter(
-            "lnserve_activation_samples",
-            "Requests whose statistics fed the live aggregates.",
-            ["model"],
-            registry=r,
+        self.activation_samples = counter(
+            "activation_samples", "Requests whose statistics were aggregated.", model
         )
         gpu = _nvml_collector()
         if gpu is not None:
-            r.register(gpu)
+            self.registry.register(gpu)
+
+    def _counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return Counter(f"lnserve_{name}", doc, labels, registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, *labels: str) -> Gauge:
+        return Gauge(f"lnserve_{name}", doc, labels, registry=self.registry)
+
+    def _histogram(
+        self, name: str, doc: str, *labels: str, buckets: tuple[float, ...] = LATENCY_BUCKETS
+    ) -> Histogram:
+        return Histogram(f"lnserve_{name}", doc, labels, buckets=buckets, registry=self.registry)

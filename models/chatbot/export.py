@@ -23,22 +23,7 @@ from models.chatbot import baseline, data
 from models.chatbot.model import Chatbot, layer_specs
 from models.chatbot.tokenizer import PAD_ID, encode, load_tokenizer
 from models.chatbot.train import RUNS_DIR, load_checkpoint, pad_batch
-from models.sidecar import (
-    DIAGNOSTIC,
-    FAST,
-    GRAPH_FILES,
-    IR_VERSION,
-    OPSET,
-    STATISTICS,
-    GraphTensor,
-    LayerInfo,
-    OnnxInfo,
-    Sidecar,
-    graph_files,
-    now,
-    reference_activations,
-    write,
-)
+from models.sidecar import DIAGNOSTIC, FAST, GRAPH_FILES, IR_VERSION, OPSET, Sidecar, assemble, tensor, write
 
 VARIANTS = ("chatbot-post", "chatbot-pre", "chatbot-peri")
 INPUT_NAMES = ["input_ids", "attention_mask"]
@@ -242,29 +227,17 @@ def export_variant(
         parity=parity,
         timing=timing,
     )
-    sidecar = Sidecar(
-        format_version=2,
+    sidecar = assemble(
         name=name,
         kind="chatbot",
-        created=now(),
-        files=graph_files(out),
-        onnx=OnnxInfo(
-            opset=OPSET,
-            ir_version=IR_VERSION,
-            inputs=[GraphTensor(name=n, dtype="int64", shape=["batch", "sequence"]) for n in INPUT_NAMES],
-            outputs=[GraphTensor(name="logits", dtype="float32", shape=["batch", cfg.n_labels])],
-            diagnostic_outputs=[
-                GraphTensor(
-                    name="activations", dtype="float32", shape=["batch", len(layers), len(STATISTICS)]
-                )
-            ],
-        ),
+        folder=out,
+        inputs=[tensor(n, "int64", "batch", "sequence") for n in INPUT_NAMES],
+        outputs=[tensor("logits", "float32", "batch", cfg.n_labels)],
         config={**cfg.to_dict(), "parameters": model.num_parameters()},
-        layers=[LayerInfo.model_validate(layer) for layer in layers],
-        statistics=list(STATISTICS),
-        reference_activations=reference_activations(acts, [str(layer["name"]) for layer in layers]),
+        layers=layers,
+        reference=acts,
         training=training,
-        chatbot={
+        block={
             "labels": labels,
             "tokenizer": "../../tokenizer.json",
             "intents": "../../intents.json",

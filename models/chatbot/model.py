@@ -19,29 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.layers import make_norm, masked_statistics
+
 Placement = Literal["post", "pre", "peri"]
 NormType = Literal["layernorm", "rmsnorm"]
-
-
-class RMSNorm(nn.Module):
-    """Root-mean-square norm written with pow/mean/rsqrt so that it exports at opset 18 (no RMSNormalization op)."""
-
-    def __init__(self, dim: int, eps: float) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inv_rms = torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # (B, L, 1)
-        return x * inv_rms * self.weight  # (B, L, D)
-
-
-def make_norm(norm_type: str, dim: int, eps: float) -> nn.Module:
-    if norm_type == "layernorm":
-        return nn.LayerNorm(dim, eps=eps)
-    if norm_type == "rmsnorm":
-        return RMSNorm(dim, eps)
-    raise ValueError(f"unknown norm_type {norm_type!r} (layernorm|rmsnorm)")
 
 
 class SelfAttention(nn.Module):
@@ -177,23 +158,6 @@ def layer_specs(cfg: ChatbotConfig) -> list[dict[str, object]]:
     )
     rows.append({"name": "final_norm", "kind": "norm", "description": final})
     return [{"index": i, **r} for i, r in enumerate(rows)]
-
-
-def masked_statistics(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """mean, std, rms, mean|x|, max|x| of x over the real tokens of each row (so batch-invariant).
-
-    x: (B, L, D), mask: (B, L, 1) float 0/1 -> (B, 5)
-    """
-    n = mask.sum(dim=(1, 2)) * x.shape[-1]  # (B,)
-    n = n.clamp(min=1.0)  # (B,)
-    mean = (x * mask).sum(dim=(1, 2)) / n  # (B,)
-    centred = (x - mean[:, None, None]) * mask  # (B, L, D)
-    std = torch.sqrt(centred.pow(2).sum(dim=(1, 2)) / n)  # (B,)
-    rms = torch.sqrt((x.pow(2) * mask).sum(dim=(1, 2)) / n)  # (B,)
-    abs_x = x.abs() * mask  # (B, L, D); padding becomes 0, never above a real |x|
-    abs_mean = abs_x.sum(dim=(1, 2)) / n  # (B,)
-    abs_max = abs_x.amax(dim=(1, 2))  # (B,)
-    return torch.stack([mean, std, rms, abs_mean, abs_max], dim=1)  # (B, 5)
 
 
 class Chatbot(nn.Module):

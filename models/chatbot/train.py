@@ -24,6 +24,7 @@ from tqdm import tqdm
 from models.chatbot import data
 from models.chatbot.model import Chatbot, ChatbotConfig
 from models.chatbot.tokenizer import PAD_ID, encode, load_tokenizer
+from models.layers import warmup_cosine
 
 RUNS_DIR = data.CHATBOT_DIR.parents[1] / "runs"
 KEYBOARD_NEIGHBOURS = {
@@ -149,10 +150,7 @@ def grad_norms(model: Chatbot) -> dict[str, float]:
 
 
 def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return warmup_cosine(step, total, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
 
 
 # --- training -----------------------------------------------------------------------------------------------

@@ -19,22 +19,7 @@ from torch import nn
 
 from models.forecaster.features import INPUT_NAMES
 from models.forecaster.model import Forecaster, ForecasterEnsemble
-from models.sidecar import (
-    DIAGNOSTIC,
-    FAST,
-    GRAPH_FILES,
-    IR_VERSION,
-    OPSET,
-    STATISTICS,
-    GraphTensor,
-    LayerInfo,
-    OnnxInfo,
-    Sidecar,
-    graph_files,
-    now,
-    reference_activations,
-    write,
-)
+from models.sidecar import DIAGNOSTIC, FAST, GRAPH_FILES, IR_VERSION, OPSET, Sidecar, assemble, tensor, write
 
 FEATURES_MODULE = "models.forecaster.features"
 
@@ -140,42 +125,24 @@ def sidecar(
     name: str,
     folder: Path,
     model: Forecaster | ForecasterEnsemble,
-    reference: dict,
+    reference: np.ndarray,
     training: dict,
 ) -> Sidecar:
     cfg = model.config
-    n_layers = len(model.layer_names)
     members = len(model.members) if isinstance(model, ForecasterEnsemble) else 1
     shapes = {"context": cfg.context_length, "mask": cfg.context_length, "seasonal_lag": cfg.context_length}
-    return Sidecar(
-        format_version=2,
+    return assemble(
         name=name,
         kind="forecaster",
-        created=now(),
-        files=graph_files(folder),
-        onnx=OnnxInfo(
-            opset=OPSET,
-            ir_version=IR_VERSION,
-            inputs=[
-                GraphTensor(name=n, dtype="float32", shape=["batch", shapes.get(n, cfg.max_horizon)])
-                for n in INPUT_NAMES
-            ],
-            outputs=[
-                GraphTensor(
-                    name="quantiles", dtype="float32", shape=["batch", cfg.max_horizon, len(cfg.quantiles)]
-                )
-            ],
-            diagnostic_outputs=[
-                GraphTensor(name="activations", dtype="float32", shape=["batch", n_layers, len(STATISTICS)])
-            ],
-        ),
+        folder=folder,
+        inputs=[tensor(n, "float32", "batch", shapes.get(n, cfg.max_horizon)) for n in INPUT_NAMES],
+        outputs=[tensor("quantiles", "float32", "batch", cfg.max_horizon, len(cfg.quantiles))],
         config=cfg.to_dict()
         | {"ensemble_members": members, "parameters": sum(p.numel() for p in model.parameters())},
-        layers=[LayerInfo(index=i, name=n, kind=layer_kind(n)) for i, n in enumerate(model.layer_names)],
-        statistics=list(STATISTICS),
-        reference_activations=reference,
+        layers=[{"index": i, "name": n, "kind": layer_kind(n)} for i, n in enumerate(model.layer_names)],
+        reference=reference,
         training=training,
-        forecaster={
+        block={
             "context_length": cfg.context_length,
             "max_horizon": cfg.max_horizon,
             "quantiles": list(cfg.quantiles),
@@ -222,7 +189,7 @@ def write_sidecar(
         str(folder / GRAPH_FILES[DIAGNOSTIC]), _session_options(), providers=["CPUExecutionProvider"]
     )
     _, acts = session.run(None, reference_feeds)
-    meta = sidecar(name, folder, model, reference_activations(acts, model.layer_names), training)
+    meta = sidecar(name, folder, model, acts, training)
     write(meta, folder)
     return meta
 

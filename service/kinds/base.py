@@ -46,8 +46,9 @@ class Job(Generic[PayloadT]):
 class ModelKind(abc.ABC, Generic[PayloadT, ResultT]):
     name: ClassVar[str]
     """The sidecar's `kind`."""
-    default_model: ClassVar[str]
-    """The model a request of this kind's route gets when it names none (an alias or an artifact name)."""
+    default_model: ClassVar[str] = ""
+    """The model a request of this kind's route gets when it names none (an alias or an artifact name); the kind's
+    name unless a kind says otherwise."""
     route: ClassVar[Route]
     batching: ClassVar[Mapping[str, Any]] = {}
     """Defaults for `BatchPolicy` fields that differ from the service-wide settings."""
@@ -56,10 +57,19 @@ class ModelKind(abc.ABC, Generic[PayloadT, ResultT]):
     `register(train_app, export_app)` adds `lnserve train/export` commands; `eager_model(artifact, runs_dir)` and
     `export_fast_graph(model, path)` let the benchmarks compare ONNX Runtime with PyTorch on the same weights."""
 
+    runtime_class: ClassVar[type[Runtime[Any, Any]]]
+    """The runtime that loads this kind's artifacts and runs its batches."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.default_model and getattr(cls, "name", None):
+            cls.default_model = cls.name
+
     # --- loading -------------------------------------------------------------------------------------------
-    @abc.abstractmethod
     def runtime(self, artifact: Artifact, options: RuntimeOptions) -> Runtime[PayloadT, ResultT]:
         """An unloaded runtime for this artifact (the repository loads and warms it)."""
+        runtime: Runtime[PayloadT, ResultT] = self.runtime_class(artifact, options)
+        return runtime
 
     def describe(self, artifact: Artifact) -> dict[str, Any]:
         """Kind-specific metadata for `/v1/models` and v2 model metadata (labels, horizons, …)."""

@@ -5,6 +5,7 @@ Metadata and validation come from each kind's tensor declarations; this module o
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -17,6 +18,7 @@ from service.v2codec import decode_request, encode_response
 router = APIRouter(tags=["kserve-v2"], dependencies=[Depends(authorised)])
 infer_router = APIRouter(tags=["kserve-v2"])
 ERRORS = openapi_errors(400, 401, 404, 413, 422, 503, 504)
+Handler = Callable[..., Awaitable[Any]]
 
 
 @router.get("/v2", name="server_metadata", operation_id="server_metadata")
@@ -28,13 +30,29 @@ async def server_metadata() -> dict[str, Any]:
     }
 
 
-@router.get("/v2/models/{name}", name="model_metadata", operation_id="model_metadata", responses=ERRORS)
-@router.get(
-    "/v2/models/{name}/versions/{version}",
-    name="model_version_metadata",
-    operation_id="model_version_metadata",
-    responses=ERRORS,
-)
+def versioned(router: APIRouter, method: str, path: str, name: str) -> Callable[[Handler], Handler]:
+    """Register a handler under `/v2/models/{name}<path>` and `/v2/models/{name}/versions/{version}<path>`."""
+
+    def register(handler: Handler) -> Handler:
+        for prefix, suffix in (
+            ("/v2/models/{name}", ""),
+            ("/v2/models/{name}/versions/{version}", "_version"),
+        ):
+            operation = name.replace("model_", f"model{suffix}_", 1)
+            router.add_api_route(
+                prefix + path,
+                handler,
+                methods=[method],
+                name=operation,
+                operation_id=operation,
+                responses=ERRORS,
+            )
+        return handler
+
+    return register
+
+
+@versioned(router, "GET", "", "model_metadata")
 async def model_metadata(name: str, plane: Plane, version: str | None = None) -> dict[str, Any]:
     entry = plane.repository.resolve(name, version)
     inputs, outputs = plane.tensor_specs(name, version)
@@ -51,28 +69,14 @@ async def model_metadata(name: str, plane: Plane, version: str | None = None) ->
     }
 
 
-@router.get("/v2/models/{name}/ready", name="model_ready", operation_id="model_ready", responses=ERRORS)
-@router.get(
-    "/v2/models/{name}/versions/{version}/ready",
-    name="model_version_ready",
-    operation_id="model_version_ready",
-    responses=ERRORS,
-)
+@versioned(router, "GET", "/ready", "model_ready")
 async def model_ready(name: str, plane: Plane, version: str | None = None) -> dict[str, Any]:
     """200 when the model serves; 503 (with the reason) while it loads or after it was refused."""
     plane.model(name, version)
     return {"name": name, "ready": True}
 
 
-@infer_router.post(
-    "/v2/models/{name}/infer", name="kserve_infer", operation_id="model_infer", responses=ERRORS
-)
-@infer_router.post(
-    "/v2/models/{name}/versions/{version}/infer",
-    name="kserve_version_infer",
-    operation_id="model_version_infer",
-    responses=ERRORS,
-)
+@versioned(infer_router, "POST", "/infer", "model_infer")
 async def infer(name: str, request: Request, version: str | None = None) -> Response:
     plane = await get_plane(request)
     async with plane.call("kserve_infer", request.headers.get("authorization"), name) as call:

@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+from pydantic import BaseModel, ValidationError
 
 from models.sidecar import DIAGNOSTIC, FAST, FileEntry, Sidecar
 from service.errors import LnserveError
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
+BlockT = TypeVar("BlockT", bound=BaseModel)
 FloatArray = npt.NDArray[np.float32]
 
 
@@ -168,6 +170,13 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
             return self.sessions[FAST].run(feeds, outputs), None
         *values, activations = self.sessions[DIAGNOSTIC].run(feeds, [*outputs, "activations"])
         return values, activations
+
+    def block(self, schema: type[BlockT]) -> BlockT:
+        """The sidecar's block of this kind, validated by the kind's schema (a bad one refuses the model)."""
+        try:
+            return schema.model_validate(self.artifact.sidecar.block())
+        except ValidationError as exc:
+            raise ArtifactError(f"invalid {self.artifact.kind} block in the sidecar: {exc}") from None
 
     def batch_key(self, item: ItemT) -> Hashable:
         """Items with equal keys may share a batch (e.g. a length bucket); by default every item may."""

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.chatbot.model import Chatbot, ChatbotConfig, layer_specs, masked_statistics
+from models.chatbot.model import Chatbot, ChatbotConfig, layer_specs
 from models.chatbot.train import pad_batch
+from models.layers import masked_statistics
 
 N_LAYER = 2
 

@@ -33,7 +33,7 @@ def test_low_confidence_falls_back_to_out_of_scope_with_the_fallback_reply() -> 
     fallback = json.loads((MODELS / "chatbot" / "intents.json").read_text())["fallback_reply"]
     confident = answer(runtime, "i forgot my password")[0].result
     assert confident.intent == "reset_password" and not confident.fallback
-    runtime.confidence_threshold = confident.confidence + 1e-3
+    runtime.config = runtime.config.model_copy(update={"confidence_threshold": confident.confidence + 1e-3})
     unsure = answer(runtime, "i forgot my password")[0].result
     assert unsure.intent == "out_of_scope" and unsure.fallback and unsure.reply == fallback
     assert unsure.confidence == pytest.approx(confident.confidence)
@@ -42,7 +42,9 @@ def test_low_confidence_falls_back_to_out_of_scope_with_the_fallback_reply() -> 
 
 def test_small_margin_falls_back_too() -> None:
     runtime = load_chatbot()
-    runtime.margin_threshold = 1.0  # no margin between two probabilities can reach 1
+    runtime.config = runtime.config.model_copy(
+        update={"margin_threshold": 1.0}
+    )  # no margin between two probabilities can reach 1
     assert answer(runtime, "i forgot my password")[0].result.intent == "out_of_scope"
 
 

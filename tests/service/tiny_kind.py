@@ -19,18 +19,13 @@ from models.sidecar import (
     IR_VERSION,
     OPSET,
     STATISTICS,
-    GraphTensor,
-    LayerInfo,
-    OnnxInfo,
-    Reference,
-    Sidecar,
-    graph_files,
-    now,
+    assemble,
+    tensor,
     write,
 )
 from service.errors import InvalidInput
 from service.kinds import Job, ModelKind, Route
-from service.runtime.base import Artifact, Outcome, Prediction, Runtime, RuntimeOptions, with_activations
+from service.runtime.base import Artifact, Outcome, Prediction, Runtime, with_activations
 from service.schemas import FiniteFloat, ModelName, activations_payload
 from service.tensors import TensorSpec
 
@@ -67,11 +62,8 @@ class TinyRuntime(Runtime[np.ndarray, np.ndarray]):
 
 class TinyKind(ModelKind[np.ndarray, np.ndarray]):
     name = "tiny"
-    default_model = "tiny"
+    runtime_class = TinyRuntime
     route = Route("/v1/tiny", "tiny", TinyRequest, TinyResponse, "Project a vector")
-
-    def runtime(self, artifact: Artifact, options: RuntimeOptions) -> TinyRuntime:
-        return TinyRuntime(artifact, options)
 
     def parse(self, runtime: Any, body: Any) -> Job[np.ndarray]:
         return Job([np.asarray(body.values, dtype=np.float32)], body.return_activations)
@@ -174,23 +166,18 @@ def build_artifact(models_dir: Path, name: str, weight: np.ndarray, bias: np.nda
     folder.mkdir(parents=True)
     for graph, diagnostic in ((FAST, False), (DIAGNOSTIC, True)):
         onnx.save(_graph(weight, bias, diagnostic), folder / GRAPH_FILES[graph])
-    sidecar = Sidecar(
-        format_version=2,
+    sample = np.random.default_rng(0).normal(size=(64, WIDTH))
+    sidecar = assemble(
         name=name,
         kind="tiny",
-        created=now(),
-        files=graph_files(folder),
-        onnx=OnnxInfo(
-            opset=OPSET,
-            ir_version=IR_VERSION,
-            inputs=[GraphTensor(name="x", dtype="float32", shape=["batch", WIDTH])],
-            outputs=[GraphTensor(name="y", dtype="float32", shape=["batch", OUTPUTS])],
-            diagnostic_outputs=[GraphTensor(name="activations", dtype="float32", shape=["batch", 1, 5])],
-        ),
+        folder=folder,
+        inputs=[tensor("x", "float32", "batch", WIDTH)],
+        outputs=[tensor("y", "float32", "batch", OUTPUTS)],
         config={"norm_placement": "pre", "norm_type": "layernorm", "residual_scale": 1.0, "n_layer": 1},
-        layers=[LayerInfo(index=0, name="norm", kind="norm")],
-        statistics=list(STATISTICS),
-        reference_activations={"norm": {s: Reference(mean=0.5, std=0.1) for s in STATISTICS}},
+        layers=[{"index": 0, "name": "norm", "kind": "norm"}],
+        reference=reference(weight, bias, sample)[1],
+        training={},
+        block={},
     )
     write(sidecar, folder)
     return folder

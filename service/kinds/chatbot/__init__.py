@@ -13,7 +13,7 @@ from models.chatbot.data import VAL_FILE
 from service.errors import InvalidInput
 from service.kinds.base import Job, ModelKind, Route, TextReplies
 from service.kinds.chatbot.runtime import ChatbotRuntime, ChatItem, ChatResult
-from service.runtime.base import Artifact, Prediction, RuntimeOptions
+from service.runtime.base import Artifact, Prediction
 from service.schemas import Activations, Message, ModelName, activations_payload
 from service.tensors import TensorSpec
 
@@ -43,6 +43,7 @@ class ChatResponse(BaseModel):
     )
 
 
+ROUTE = Route("/v1/chat", "chat", ChatRequest, ChatResponse, "Classify a message and answer with its reply")
 MESSAGE = TypeAdapter(Message)
 
 
@@ -56,14 +57,9 @@ def message(text: str, where: str) -> str:
 
 class ChatbotKind(ModelKind[ChatItem, ChatResult], TextReplies[ChatItem, ChatResult]):
     name = "chatbot"
-    default_model = "chatbot"
-    route = Route(
-        "/v1/chat", "chat", ChatRequest, ChatResponse, "Classify a message and answer with its reply"
-    )
+    runtime_class = ChatbotRuntime
+    route = ROUTE
     training = "models.chatbot.hooks"
-
-    def runtime(self, artifact: Artifact, options: RuntimeOptions) -> ChatbotRuntime:
-        return ChatbotRuntime(artifact, options)
 
     def parse(self, runtime: Any, body: Any) -> Job[ChatItem]:
         return Job([runtime.item(body.message)], body.return_activations)

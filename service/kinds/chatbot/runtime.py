@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from models.chatbot.tokenizer import encode, load_tokenizer
 from service.runtime.base import ArtifactError, FloatArray, Outcome, Runtime, with_activations
@@ -66,25 +66,17 @@ def load_replies(path: str) -> tuple[dict[str, str], str]:
 
 class ChatbotRuntime(Runtime[ChatItem, ChatResult]):
     def prepare(self) -> None:
-        try:
-            block = ChatbotBlock.model_validate(self.artifact.sidecar.block())
-        except ValidationError as exc:
-            raise ArtifactError(f"invalid chatbot block in the sidecar: {exc}") from None
-        self.labels = block.labels
-        self.max_length = block.max_length
-        self.pad_id = block.pad_id
-        self.confidence_threshold = block.confidence_threshold
-        self.margin_threshold = block.margin_threshold
-        self.temperature = block.temperature
-        self.buckets = length_buckets(self.max_length)
-        self.tokenizer = load_tokenizer(self.artifact.folder / block.tokenizer)
-        self.replies, self.fallback_reply = load_replies(str(self.artifact.folder / block.intents))
+        self.config = self.block(ChatbotBlock)
+        self.labels = self.config.labels
+        self.buckets = length_buckets(self.config.max_length)
+        self.tokenizer = load_tokenizer(self.artifact.folder / self.config.tokenizer)
+        self.replies, self.fallback_reply = load_replies(str(self.artifact.folder / self.config.intents))
         missing = [label for label in self.labels if label not in self.replies and label != OUT_OF_SCOPE]
         if missing:
             raise ArtifactError(f"intents.json has no reply for labels {missing}")
 
     def item(self, text: str) -> ChatItem:
-        return ChatItem(encode(self.tokenizer, [text], self.max_length)[0])
+        return ChatItem(encode(self.tokenizer, [text], self.config.max_length)[0])
 
     def bucket(self, n_tokens: int) -> int:
         return next(b for b in self.buckets if b >= n_tokens)
@@ -93,11 +85,14 @@ class ChatbotRuntime(Runtime[ChatItem, ChatResult]):
         return self.bucket(len(item.ids))
 
     def warmup_batches(self, batch_size: int) -> list[list[ChatItem]]:
-        return [[ChatItem([self.pad_id + 2] * bucket) for _ in range(batch_size)] for bucket in self.buckets]
+        return [
+            [ChatItem([self.config.pad_id + 2] * bucket) for _ in range(batch_size)]
+            for bucket in self.buckets
+        ]
 
     def feeds(self, items: list[ChatItem]) -> dict[str, np.ndarray]:
         length = self.bucket(max(len(item.ids) for item in items))
-        input_ids = np.full((len(items), length), self.pad_id, dtype=np.int64)  # (B, L) right-padded
+        input_ids = np.full((len(items), length), self.config.pad_id, dtype=np.int64)  # (B, L) right-padded
         mask = np.zeros((len(items), length), dtype=np.int64)  # (B, L) 1 = real token
         for row, item in enumerate(items):
             input_ids[row, : len(item.ids)] = item.ids
@@ -110,7 +105,8 @@ class ChatbotRuntime(Runtime[ChatItem, ChatResult]):
         return with_activations(results, activations)
 
     def _decide(self, logits: FloatArray, n_tokens: int) -> ChatResult:
-        shifted = logits.astype(np.float64) / self.temperature
+        config = self.config
+        shifted = logits.astype(np.float64) / config.temperature
         shifted -= shifted.max()
         probabilities = np.exp(shifted) / np.exp(shifted).sum()
         order = np.argsort(-probabilities)
@@ -118,7 +114,9 @@ class ChatbotRuntime(Runtime[ChatItem, ChatResult]):
         second = float(probabilities[order[1]])
         label = self.labels[int(order[0])]
         fallback = (
-            label == OUT_OF_SCOPE or top < self.confidence_threshold or top - second < self.margin_threshold
+            label == OUT_OF_SCOPE
+            or top < config.confidence_threshold
+            or top - second < config.margin_threshold
         )
         intent = OUT_OF_SCOPE if fallback else label
         alternatives = [(self.labels[int(i)], float(probabilities[i])) for i in order[: N_ALTERNATIVES + 1]]

@@ -16,7 +16,7 @@ from service.kinds.forecaster.runtime import (
     ForecastResult,
     interpolate_quantiles,
 )
-from service.runtime.base import Artifact, Prediction, RuntimeOptions
+from service.runtime.base import Artifact, Prediction
 from service.schemas import Activations, FiniteFloat, ModelName, activations_payload
 from service.tensors import TensorSpec
 
@@ -39,6 +39,11 @@ class ForecastResponse(BaseModel):
     activations: Activations | None = None
     artifact: str
     version: str
+
+
+ROUTE = Route(
+    "/v1/forecast", "forecast", ForecastRequest, ForecastResponse, "Forecast a series with quantiles"
+)
 
 
 def check_horizon(runtime: ForecasterRuntime, horizon: int | None) -> int:
@@ -82,14 +87,9 @@ def integer_option(tensors: dict[str, np.ndarray], parameters: Mapping[str, Any]
 
 class ForecasterKind(ModelKind[ForecastItem, ForecastResult]):
     name = "forecaster"
-    default_model = "forecaster"
-    route = Route(
-        "/v1/forecast", "forecast", ForecastRequest, ForecastResponse, "Forecast a series with quantiles"
-    )
+    runtime_class = ForecasterRuntime
+    route = ROUTE
     training = "models.forecaster.hooks"
-
-    def runtime(self, artifact: Artifact, options: RuntimeOptions) -> ForecasterRuntime:
-        return ForecasterRuntime(artifact, options)
 
     def parse(self, runtime: Any, body: Any) -> Job[ForecastItem]:
         options = {

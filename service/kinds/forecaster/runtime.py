@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from service.errors import InvalidInput, LnserveError, NonFiniteOutput
 from service.runtime.base import ArtifactError, FloatArray, Outcome, Runtime, with_activations
@@ -48,39 +48,35 @@ def interpolate_quantiles(levels: list[float], values: FloatArray, wanted: list[
 
 class ForecasterRuntime(Runtime[ForecastItem, ForecastResult]):
     def prepare(self) -> None:
-        try:
-            block = ForecasterBlock.model_validate(self.artifact.sidecar.block())
-        except ValidationError as exc:
-            raise ArtifactError(f"invalid forecaster block in the sidecar: {exc}") from None
-        self.context_length = block.context_length
+        block = self.config = self.block(ForecasterBlock)
         self.max_horizon = block.max_horizon
         self.quantile_levels = block.quantiles
-        self.default_season_length = block.season_length
-        self.min_length = block.min_length
         try:
             self.features: ModuleType = importlib.import_module(block.features)
         except ImportError as exc:
             raise ArtifactError(f"cannot import the feature module {block.features!r}: {exc}") from exc
         takes = inspect.signature(self.features.make_inputs).parameters
-        self._extra = {"max_horizon": self.max_horizon} if "max_horizon" in takes else {}
+        self._extra = {"max_horizon": block.max_horizon} if "max_horizon" in takes else {}
 
     def item(self, series: FloatArray, season_length: int | None, row: int = 0) -> ForecastItem:
         """One series' graph inputs; a series the feature module cannot take is that request's own 422."""
-        if len(series) < self.min_length:
+        if len(series) < self.config.min_length:
             raise InvalidInput(
-                f"series: at least {self.min_length} points are needed (row {row} has {len(series)})"
+                f"series: at least {self.config.min_length} points are needed (row {row} has {len(series)})"
             )
         if not np.isfinite(series).all():
             raise InvalidInput(f"series: row {row} has non-finite values")
-        season = season_length or self.default_season_length
+        season = season_length or self.config.season_length
         try:
-            feeds, state = self.features.make_inputs([series], [season], self.context_length, **self._extra)
+            feeds, state = self.features.make_inputs(
+                [series], [season], self.config.context_length, **self._extra
+            )
         except (ValueError, FloatingPointError) as exc:
             raise InvalidInput(f"series: row {row} cannot be forecast: {exc}") from None
         return ForecastItem(feeds, state)
 
     def warmup_batches(self, batch_size: int) -> list[list[ForecastItem]]:
-        t = np.arange(self.context_length, dtype=np.float32)
+        t = np.arange(self.config.context_length, dtype=np.float32)
         series = (100 + 10 * np.sin(2 * np.pi * t / 12) + t).astype(np.float32)
         return [[self.item(series, 12) for _ in range(batch_size)]]
 

@@ -23,6 +23,7 @@ STATISTICS = ("mean", "std", "rms", "abs_mean", "abs_max")
 # The two graphs of every artifact: the plain one, and the instrumented one with the "activations" output.
 FAST, DIAGNOSTIC = "fast", "diagnostic"
 GRAPH_FILES = {FAST: "fast.onnx", DIAGNOSTIC: "diagnostic.onnx"}
+REFERENCE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the reference deciles' levels
 
 
 class FileEntry(BaseModel):
@@ -58,8 +59,11 @@ class LayerInfo(BaseModel):
 
 
 class Reference(BaseModel):
+    """One statistic of one layer over the validation set: its mean, std and deciles (for PSI-style drift)."""
+
     mean: float
     std: float
+    quantiles: list[float] = Field(default_factory=list, description="at REFERENCE_LEVELS")
 
 
 class Sidecar(BaseModel):
@@ -100,10 +104,14 @@ def graph_files(folder: Path) -> Files:
 
 
 def reference_activations(acts: np.ndarray, names: list[str]) -> dict[str, dict[str, Reference]]:
-    """acts [N, L, n_statistics] over the validation set -> {layer: {statistic: {mean, std}}}."""
+    """acts [N, L, n_statistics] over the validation set -> {layer: {statistic: {mean, std, quantiles}}}."""
     return {
         name: {
-            stat: Reference(mean=float(acts[:, i, j].mean()), std=float(acts[:, i, j].std()))
+            stat: Reference(
+                mean=float(acts[:, i, j].mean()),
+                std=float(acts[:, i, j].std()),
+                quantiles=[float(q) for q in np.quantile(acts[:, i, j], REFERENCE_LEVELS)],
+            )
             for j, stat in enumerate(STATISTICS)
         }
         for i, name in enumerate(names)

@@ -12,5 +12,4 @@ router = APIRouter(tags=["metrics"])
 
 @router.get("/metrics", name="metrics", operation_id="metrics", response_class=Response)
 async def metrics(plane: Plane) -> Response:
-    plane.publish_activations()
     return Response(generate_latest(plane.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,8 +2,9 @@
 
 Per layer l and statistic s, over the requests of a window:
 - mean shift  |live mean - reference mean| / (reference std + EPS), in reference standard deviations;
-- PSI         sum over the 10 reference-decile bins b of (p_b - e_b) ln(p_b / e_b), with p_b the window's
-              fraction in bin b floored at PSI_FLOOR and e_b = 0.1 (the bins are the reference deciles);
+- PSI         sum over the 10 reference-decile bins b of (p_b - e_b) ln(p_b / e_b), with e_b = 0.1 (the bins are
+              the reference deciles) and p_b = (n_b + 0.5) / (n + 5) the window's fraction in bin b with half a
+              count added to every bin (Jeffreys' prior): a few requests cannot make PSI large by themselves;
 - drift(l)    mean over statistics of the mean shift + mean over statistics of the PSI.
 
 The recording rules in deploy/prometheus/rules.yaml compute exactly these from the exported counters.
@@ -20,7 +21,9 @@ from models.sidecar import REFERENCE_LEVELS
 from service.runtime.base import Artifact
 
 EPS = 1e-6
-PSI_FLOOR = 1e-3  # an empty bin counts as 0.1 % (PSI is infinite otherwise); the same floor as the rules
+PSI_PRIOR = (
+    0.5  # counts added to every bin: PSI is infinite with an empty bin, and large for a handful of requests
+)
 N_BINS = len(REFERENCE_LEVELS) + 1
 EXPECTED = np.diff([0.0, *REFERENCE_LEVELS, 1.0])  # 0.1 each: the reference's mass per decile bin
 Array = npt.NDArray[np.float64]
@@ -69,9 +72,8 @@ def mean_shift(live_mean: Array, reference: ReferenceTable) -> Array:
 def psi(bins: Array, reference: ReferenceTable) -> Array:
     """bins [L, S, 10] counts -> PSI [L, S]; NaN without samples or without decile bins."""
     total = bins.sum(axis=2, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fraction = np.maximum(bins / total, PSI_FLOOR)
-        value = ((fraction - EXPECTED) * np.log(fraction / EXPECTED)).sum(axis=2)
+    fraction = (bins + PSI_PRIOR) / (total + PSI_PRIOR * N_BINS)
+    value = ((fraction - EXPECTED) * np.log(fraction / EXPECTED)).sum(axis=2)
     return np.where(reference.binned & (total[..., 0] > 0), value, np.nan)
 
 

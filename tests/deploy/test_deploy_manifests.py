@@ -233,11 +233,7 @@ def test_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
     [
         ("lnserve:activation_drift:5m > 3\n", "lnserve:activation_drift:5m > 10\n", "time: 20m"),
         ("increase5m >= 100\n", "increase5m >= 10\n", "time: 20m"),  # the guard: the forecaster would fire
-        (
-            "clamp_min(lnserve:activation_bin_fraction:5m, 0.001) / 0.1",
-            "lnserve:activation_bin_fraction:5m",
-            "psi",
-        ),
+        ("[5m])) + 0.5)\n", "[5m])) + 0.1)\n", "psi"),  # the prior of half a count per bin
     ],
 )
 def test_promtool_unit_tests_catch_a_changed_drift_rule(

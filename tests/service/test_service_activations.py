@@ -134,7 +134,8 @@ def test_live_aggregates_over_a_window_hold_exactly_the_requests_that_asked(clie
     edges = np.array([[ref[n][s]["quantiles"] for s in STATS] for n in names])  # [L, S, 9]
     shift = (np.abs(rows.mean(axis=0) - ref_mean) / (ref_std + 1e-6)).mean(axis=1)
     bins = (rows[..., None] > edges[None]).sum(axis=3)  # [N, L, S] bin index 0..9
-    fractions = np.maximum(np.stack([(bins == b).mean(axis=0) for b in range(10)], axis=2), 1e-3)
+    counts = np.stack([(bins == b).sum(axis=0) for b in range(10)], axis=2)
+    fractions = (counts + 0.5) / (len(texts) + 5)
     psi = ((fractions - 0.1) * np.log(fractions / 0.1)).sum(axis=2).mean(axis=1)
     layers = after["layers"]
     np.testing.assert_allclose([layer["mean_shift"] for layer in layers], shift, rtol=1e-3, atol=1e-3)

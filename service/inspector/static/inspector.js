@@ -10,7 +10,7 @@ const EXAMPLE_SERIES = [112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 1
   218, 230, 242, 209, 191, 172, 194];
 
 const $ = (selector) => document.querySelector(selector);
-const state = { models: [], references: new Map(), liveTimer: null, liveColumns: [], liveModel: null };
+const state = { models: [], references: new Map(), liveTimer: null, liveColumns: [], liveRun: 0 };
 
 class Unauthorized extends Error {}
 
@@ -173,27 +173,27 @@ async function liveStart() {
   liveStop();
   const model = $("#live-model").value, windowS = Number($("#live-window").value);
   if (!model) return;
-  state.liveModel = model;
+  const run = state.liveRun; // a newer start (another model or window) makes this one stop drawing
   const path = (offset) => `/v1/models/${encodeURIComponent(model)}/activations?window_s=${windowS}&offset_s=${offset}`;
   // The last minutes at once: one window per column, ending LIVE_STEP_S apart (as far as the server keeps history).
   const offsets = [];
   for (let k = LIVE_COLUMNS - 1; k >= 1; k--) offsets.push(k * LIVE_STEP_S);
   const past = await Promise.all(offsets.map((o) => api(path(o)).catch(() => null)));
-  if (state.liveModel !== model) return;
+  if (state.liveRun !== run) return;
   state.liveColumns = past.map((s, i) => (s ? column(s, `-${offsets[i]} s`) : null)).filter(Boolean);
-  await liveTick(model, path);
-  state.liveTimer = setInterval(() => liveTick(model, path).catch(() => {}), LIVE_STEP_S * 1000);
+  await liveTick(run, path);
+  if (state.liveRun === run) state.liveTimer = setInterval(() => liveTick(run, path).catch(() => {}), LIVE_STEP_S * 1000);
 }
 
 function liveStop() {
   if (state.liveTimer) clearInterval(state.liveTimer);
   state.liveTimer = null;
-  state.liveModel = null;
+  state.liveRun += 1;
 }
 
-async function liveTick(model, path) {
+async function liveTick(run, path) {
   const snapshot = await api(path(0));
-  if (state.liveModel !== model) return;
+  if (state.liveRun !== run) return;
   state.liveColumns.push(column(snapshot, new Date().toLocaleTimeString()));
   state.liveColumns = state.liveColumns.slice(-LIVE_COLUMNS);
   Charts.heatmap($("#live-heatmap"), { layers: snapshot.layers.map((l) => l.name), columns: state.liveColumns });

@@ -12,6 +12,7 @@ plane's aggregation task, so the statistics cost a batch no more than an append.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -128,10 +129,12 @@ class ActivationMonitor:
         with self._queue_lock:
             pending, self._pending = self._pending, []
         with self._lock:
-            for at, rows in pending:
+            # one vectorised add per second of traffic, however many batches it had
+            for second, group in itertools.groupby(pending, key=lambda entry: int(entry[0])):
                 batch = Aggregate.empty(*self._shape)
+                rows = [row for _, batch_rows in group for row in batch_rows]
                 batch.add(np.asarray(rows, dtype=np.float64), self.reference)
-                self._second(int(at)).merge(batch)
+                self._second(second).merge(batch)
                 self._total.merge(batch)
             horizon = int(self._clock()) - self.history_s
             while self._seconds and self._seconds[0][0] <= horizon:

@@ -75,21 +75,24 @@ class ActivationCollector(Collector):
             "activation_reference_std", "Reference std of the statistic (sidecar).", stat_labels
         )
         for monitor in self._monitors():
-            totals, reference, binned = monitor.totals(), monitor.reference, monitor.reference.binned
+            totals, reference = monitor.totals(), monitor.reference
+            # plain Python numbers: formatting numpy scalars one by one is several times slower
+            sums = [totals.count.tolist(), totals.positive.tolist(), totals.negative.tolist()]
+            binned, bin_counts = reference.binned.tolist(), totals.bins.tolist()
+            ref = [reference.mean.tolist(), reference.std.tolist()]
             samples.add_metric([monitor.model], totals.samples)
             for i, layer in enumerate(monitor.layers):
-                nonfinite.add_metric([monitor.model, layer.name], totals.nonfinite[i])
+                nonfinite.add_metric([monitor.model, layer.name], float(totals.nonfinite[i]))
                 for j, stat in enumerate(monitor.statistics):
                     labels = [monitor.model, layer.name, stat]
-                    count.add_metric(labels, totals.count[i, j])
-                    positive.add_metric(labels, totals.positive[i, j])
-                    negative.add_metric(labels, totals.negative[i, j])
-                    if binned[i, j]:
-                        for b, value in enumerate(totals.bins[i, j], start=1):
+                    for family, values in zip((count, positive, negative), sums, strict=True):
+                        family.add_metric(labels, values[i][j])
+                    if binned[i][j]:
+                        for b, value in enumerate(bin_counts[i][j], start=1):
                             bins.add_metric([*labels, str(b)], value)
-                    if math.isfinite(reference.mean[i, j]):
-                        ref_mean.add_metric(labels, reference.mean[i, j])
-                        ref_std.add_metric(labels, reference.std[i, j])
+                    if math.isfinite(ref[0][i][j]):
+                        ref_mean.add_metric(labels, ref[0][i][j])
+                        ref_std.add_metric(labels, ref[1][i][j])
         yield from (samples, count, positive, negative, bins, nonfinite, ref_mean, ref_std)
 
 

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     model_settings: dict[str, ModelSettings] = Field(default_factory=dict)
     """Batching overrides per artifact or kind name (JSON), e.g. `{"chatbot-post": {"max_batch_size": 64}}`."""
 
-    activation_sample_rate: float = Field(default=0.001, ge=0.0, le=1.0)
+    activation_sample_rate: float = Field(default=0.005, ge=0.0, le=1.0)
     """Fraction of batches run through the instrumented graph to feed the live activation aggregates."""
 
     activation_history_s: int = Field(default=900, ge=1, le=86_400)

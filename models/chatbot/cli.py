@@ -11,10 +11,11 @@ VARIANTS = ("chatbot-post", "chatbot-pre", "chatbot-peri")
 
 def prepare_data(vocab_size: int = typer.Option(2000, help="BPE vocabulary size.")) -> None:
     """Regenerate the fixed split (train.jsonl / val.jsonl) and the shared tokenizer from the utterance files."""
-    from models.chatbot import data
+    from models.chatbot import data, datacard
     from models.chatbot.tokenizer import build_tokenizer
 
     n_train, n_val = data.write_split()
+    datacard.write()
     train_set, _ = data.load_split()
     tok = build_tokenizer([e.text for e in train_set], vocab_size=vocab_size)
     tok.save(str(data.TOKENIZER_FILE))

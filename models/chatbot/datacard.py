@@ -1,0 +1,114 @@
+"""Writes ``data/README.md``, the data card: how the data was written and its counts, from the files themselves.
+
+.venv/bin/python -m models.chatbot.datacard        (also run by `lnserve train chatbot-data`)
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from models.chatbot import data
+
+HOW = """\
+# Chatbot data card
+
+## What it is
+Customer-support messages for a generic SaaS collaboration product (workspaces, projects, teams, subscriptions),
+each labelled with one of 34 support intents or `out_of_scope` (`models/chatbot/intents.json` defines every label,
+its meaning and its reply). English, with some non-native English, texting style and typos; out-of-scope messages
+also include other languages and scripts, gibberish and pasted logs.
+
+## How it was written
+- **Seed set** (`type: seed`, {seed} lines): the first hand-written utterances of the project, 60–68 per intent and
+  about 600 out of scope (short, mostly one request each).
+- **Written set** (every other type): written per label by language-model writers working from one brief
+  (`data/BRIEF.md`, kept as it was given), by hand — no templates, slot filling or programmatic paraphrase. The brief asked,
+  for every label, for these types on purpose:
+  `fragment` (1–4 words), `question`, `command`, `statement` (the situation without an explicit ask), `long`
+  (2–6 sentences, context before the ask, more than 40 words; some over 70), `noisy` (typos, texting style, all
+  caps, no punctuation), `non_native` (plausible non-native phrasing), `paraphrase` (the request without the
+  label's obvious keyword) and `contrast` (explicitly not the confusable neighbour: "I don't want to cancel, just
+  pay less"). Writers were told the confusable pairs (export↔import, delete account↔remove member↔cancel,
+  downgrade↔cancel, invoice↔charge dispute↔refund, payment method↔charge dispute, permissions↔remove member,
+  login problem↔reset password↔2FA↔security, bug↔performance↔mobile app, integration↔API) and varied persona,
+  tone, English variety and where the ask sits.
+- **Out of scope**: near misses (`group: near_miss`, with the in-scope label whose vocabulary they borrow in
+  `near`): other products' passwords and accounts, banks and invoices, cancelling other services, routers, phones,
+  email providers, opening hours of other organisations, general how-to questions; and general messages
+  (`group: general`, with a `topic`): small talk, trivia, coding, cooking, travel, other languages (`foreign`),
+  gibberish, pasted logs and stack traces (`pasted`), spam, prompt injection.
+- **The challenge split** (`challenge.jsonl`) was written by another writer who saw only `intents.json`, before
+  any training on this data; it is never used for training, model selection or thresholds.
+
+## Cleaning
+- Exact duplicates within a label (case-insensitive) are dropped.
+- Near-duplicates: character 4-gram vectors, cosine ≥ {near} (`data.near_duplicate_pairs`); within a label the
+  later one is dropped. Across labels the near pairs were deliberate contrasts (upgrade/downgrade, "what time does
+  customer service close" vs the same about Amazon) and both stay, except texts that truly carry both labels
+  ("ciao" as greeting and goodbye, "how do i change my name after getting married" as update_profile and
+  out_of_scope), which were dropped.
+- Leakage: every training or validation utterance whose normalised text (NFKC, lower case, punctuation and spacing
+  folded) equals a challenge message, or whose cosine to one is ≥ {near}, was dropped (mostly one- and two-word
+  greetings and thanks). `tests/models/test_chatbot_data.py` checks all of this on every run.
+
+## Split
+Validation: `sha1(intent + "\\t" + text.lower().strip()) % 100 < {val_percent}` (fixed, order-independent); the
+rest is training. Train {n_train}, validation {n_val}, challenge {n_challenge}.
+"""
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def render() -> str:
+    examples = data.read_utterances()
+    train, val = data.load_split()
+    challenge = data.load_challenge()
+    labels = data.load_labels()
+    types = [t for t, _ in Counter(e.type for e in examples).most_common()]
+    by_label = {label: [e for e in examples if e.intent == label] for label in labels}
+    rows = []
+    for label, items in by_label.items():
+        counts = Counter(e.type for e in items)
+        over40 = float((data.word_counts(items) > 40).mean())
+        rows.append([label, str(len(items)), f"{over40:.1%}", *(str(counts.get(t, 0)) for t in types)])
+    totals = Counter(e.type for e in examples)
+    rows.append(["**all**", str(len(examples)), "", *(str(totals[t]) for t in types)])
+    oos_rows = [
+        json.loads(line) for line in (data.UTTERANCE_DIR / f"{data.OOS}.jsonl").read_text().splitlines()
+    ]
+    groups = Counter(row.get("group", "seed") for row in oos_rows)
+    near = groups["near_miss"] / len(oos_rows)
+    challenge_types = Counter(e.type for e in challenge)
+    challenge_labels = Counter(e.intent for e in challenge)
+    text = HOW.format(
+        seed=totals["seed"],
+        near=data.NEAR_DUPLICATE,
+        val_percent=data.VAL_PERCENT,
+        n_train=len(train),
+        n_val=len(val),
+        n_challenge=len(challenge),
+    )
+    text += "\n## Counts per label and type (utterance files, before the split)\n\n"
+    text += table(["label", "utterances", "over 40 words", *types], rows) + "\n"
+    text += (
+        f"\nOut of scope: {len(oos_rows)} utterances — {groups['near_miss']} near misses ({near:.1%}), "
+        f"{groups['general']} general, {groups['seed']} from the seed set.\n"
+    )
+    text += "\n## Challenge split\n\n"
+    text += table(["type", "messages"], [[t, str(n)] for t, n in challenge_types.most_common()]) + "\n\n"
+    text += table(["label", "messages"], [[label, str(challenge_labels[label])] for label in labels]) + "\n"
+    return text
+
+
+def write(path: Path = data.DATA_DIR / "README.md") -> Path:
+    path.write_text(render(), encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":
+    print(f"wrote {write()}")

@@ -76,7 +76,7 @@ def near_duplicate_pairs(texts: list[str], threshold: float = NEAR_DUPLICATE) ->
     vectors = TfidfVectorizer(
         analyzer="char", ngram_range=(4, 4), lowercase=True, use_idf=False
     ).fit_transform([normalise(t) or t for t in texts])  # rows are L2-normalised
-    pairs = []
+    pairs: list[tuple[int, int, float]] = []
     for start in range(0, len(texts), 1000):
         block = (vectors[start : start + 1000] @ vectors.T).tocoo()
         rows, keep = block.row + start, block.data >= threshold

@@ -42,6 +42,12 @@ def test_every_in_scope_label_has_at_least_250_utterances_and_every_written_type
         assert {e.type for e in items} >= WRITTEN_TYPES, label
 
 
+def test_every_label_has_at_least_15_percent_of_its_utterances_over_40_words() -> None:
+    for label in LABELS:
+        words = data.word_counts(by_label(label))
+        assert (words > 40).mean() >= 0.15, (label, round(float((words > 40).mean()), 3))
+
+
 def test_out_of_scope_has_3000_utterances_of_which_40_percent_are_near_misses() -> None:
     rows = [json.loads(line) for line in (data.UTTERANCE_DIR / "out_of_scope.jsonl").read_text().splitlines()]
     assert len(rows) >= 3000

@@ -23,6 +23,9 @@ STATISTICS = ("mean", "std", "rms", "abs_mean", "abs_max")
 # The two graphs of every artifact: the plain one, and the instrumented one with the "activations" output.
 FAST, DIAGNOSTIC = "fast", "diagnostic"
 GRAPH_FILES = {FAST: "fast.onnx", DIAGNOSTIC: "diagnostic.onnx"}
+# ONNX external data that both graphs of an artifact may read (stored once), next to them; listed and checksummed
+# in the sidecar's `files.weights` like the graphs.
+WEIGHTS, WEIGHTS_FILE = "weights", "weights.bin"
 REFERENCE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the reference deciles' levels
 
 
@@ -35,6 +38,15 @@ class FileEntry(BaseModel):
 class Files(BaseModel):
     fast: FileEntry
     diagnostic: FileEntry
+    weights: FileEntry | None = Field(default=None, description="external data the graphs share, if any")
+
+    def entries(self) -> dict[str, FileEntry]:
+        """Every file the artifact ships, by role (fast, diagnostic, and weights when the graphs share one)."""
+        return {
+            role: entry
+            for role, entry in ((FAST, self.fast), (DIAGNOSTIC, self.diagnostic), (WEIGHTS, self.weights))
+            if entry is not None
+        }
 
 
 class GraphTensor(BaseModel):
@@ -98,8 +110,11 @@ def file_entry(path: Path) -> FileEntry:
 
 
 def graph_files(folder: Path) -> Files:
+    weights = folder / WEIGHTS_FILE
     return Files(
-        fast=file_entry(folder / GRAPH_FILES[FAST]), diagnostic=file_entry(folder / GRAPH_FILES[DIAGNOSTIC])
+        fast=file_entry(folder / GRAPH_FILES[FAST]),
+        diagnostic=file_entry(folder / GRAPH_FILES[DIAGNOSTIC]),
+        weights=file_entry(weights) if weights.exists() else None,
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from models.sidecar import DIAGNOSTIC, FAST, Sidecar
+from models.sidecar import WEIGHTS, Sidecar
 from service.errors import ModelNotFound, ModelNotReady
 from service.kinds import AnyKind, Registry, UnknownKind
 from service.metrics import Metrics
@@ -61,12 +61,13 @@ def sha256_of(path: Path) -> str:
 
 
 def verify_files(artifact: Artifact) -> None:
-    """Raise `ArtifactError` unless both graph files have the sidecar's size and sha256."""
-    for graph in (FAST, DIAGNOSTIC):
-        spec = getattr(artifact.sidecar.files, graph)
-        path = artifact.file(graph)
+    """Raise `ArtifactError` unless every file of the sidecar (both graphs, and the weights file they share when
+    there is one) has the sidecar's size and sha256."""
+    for role, spec in artifact.sidecar.files.entries().items():
+        path = artifact.folder / spec.path
         if not path.is_file():
-            raise ArtifactError(f"{graph} graph file {path.name} is missing")
+            what = "weights file" if role == WEIGHTS else f"{role} graph file"
+            raise ArtifactError(f"{what} {path.name} is missing")
         if path.stat().st_size != spec.bytes:
             raise ArtifactError(f"size mismatch for {path.name}: sidecar says {spec.bytes} bytes")
         actual = sha256_of(path)

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 
-VARIANTS = ("chatbot-post", "chatbot-pre", "chatbot-peri")
+from models.chatbot.zoo import VARIANTS
 
 
-def prepare_data(vocab_size: int = typer.Option(2000, help="BPE vocabulary size.")) -> None:
+def prepare_data(
+    vocab_size: int = typer.Option(4000, help="BPE vocabulary size (256 byte-fallback tokens come on top)."),
+) -> None:
     """Regenerate the fixed split (train.jsonl / val.jsonl) and the shared tokenizer from the utterance files."""
     from models.chatbot import data, datacard
     from models.chatbot.tokenizer import build_tokenizer
@@ -26,11 +28,26 @@ def prepare_data(vocab_size: int = typer.Option(2000, help="BPE vocabulary size.
 
 # Training knobs: None keeps the default of TrainConfig / ChatbotConfig (models/chatbot/train.py, model.py).
 TRAIN_OPTIONS = ("epochs", "patience", "lr", "warmup_steps", "batch_size", "weight_decay", "label_smoothing",
-                 "augment_prob", "token_dropout", "distill_weight", "ema_decay")  # fmt: skip
+                 "augment_prob", "token_dropout", "distill_weight", "ema_decay", "soft_targets", "tfidf_share",
+                 "init_from", "fold", "n_folds")  # fmt: skip
 MODEL_OPTIONS = ("n_layer", "n_head", "d_model", "d_ff", "max_len", "dropout", "norm_eps")
 
 
+def zoo_variant(variant: str, placement: str, norm: str, residual_scale: float) -> tuple[str, str, float]:
+    """(placement, norm, Δt) of a zoo variant by name, or the options as given when no variant is named."""
+    if not variant:
+        return placement, norm, residual_scale
+    if variant not in VARIANTS:
+        raise typer.BadParameter(f"unknown variant {variant!r}; the zoo: {', '.join(VARIANTS)}")
+    v = VARIANTS[variant]
+    return v.placement, v.norm, v.residual_scale
+
+
+VARIANT_HELP = "A zoo variant (sets placement, norm and Δt): " + " | ".join(VARIANTS)
+
+
 def train_chatbot(
+    variant: str = typer.Option("", help=VARIANT_HELP + "; the run is named after it."),
     placement: str = typer.Option("peri", help="Norm placement: post | pre | peri."),
     norm: str = typer.Option("layernorm", help="Norm type: layernorm | rmsnorm."),
     residual_scale: float = typer.Option(1.0, help="Residual step Δt."),
@@ -57,11 +74,22 @@ def train_chatbot(
         None, help="Weight of the TF-IDF teacher's soft targets [0.5]."
     ),
     ema_decay: float | None = typer.Option(None, help="Per-step weight averaging, 0 = off [0]."),
+    soft_targets: str | None = typer.Option(
+        None, help="Teacher probabilities of train.jsonl (.npy, e.g. from `lnserve train chatbot-teacher`)."
+    ),
+    tfidf_share: float | None = typer.Option(
+        None, help="Share of the TF-IDF teacher in the soft targets; the rest is --soft-targets [1.0]."
+    ),
+    init_from: str | None = typer.Option(None, help="Pretraining run whose encoder starts this run."),
+    fold: int | None = typer.Option(
+        None, help="Leave out this cross-fitting fold and predict it [-1: none]."
+    ),
+    n_folds: int | None = typer.Option(None, help="Cross-fitting folds [5]."),
     n_layer: int | None = typer.Option(None, help="Encoder blocks [4]."),
     n_head: int | None = typer.Option(None, help="Attention heads [4]."),
-    d_model: int | None = typer.Option(None, help="Model width [64]."),
-    d_ff: int | None = typer.Option(None, help="MLP width [128]."),
-    max_len: int | None = typer.Option(None, help="Maximum tokens [64]."),
+    d_model: int | None = typer.Option(None, help="Model width [128]."),
+    d_ff: int | None = typer.Option(None, help="MLP width [256]."),
+    max_len: int | None = typer.Option(None, help="Maximum tokens (head + tail window) [128]."),
     dropout: float | None = typer.Option(None, help="Dropout [0.2]."),
     norm_eps: float | None = typer.Option(None, help="Norm epsilon [1e-5]."),
 ) -> None:
@@ -70,12 +98,13 @@ def train_chatbot(
     from models.chatbot.train import TrainConfig, train
 
     given = {k: v for k, v in locals().items() if v is not None}
+    placement, norm, residual_scale = zoo_variant(variant, placement, norm, residual_scale)
     model_cfg = ChatbotConfig(
         norm_placement=placement, norm_type=norm, residual_scale=residual_scale,
         **{k: given[k] for k in MODEL_OPTIONS if k in given},
     )  # fmt: skip
     cfg = TrainConfig(
-        name=name or f"chatbot-{placement}", seed=seed, threads=threads, model=model_cfg,
+        name=name or variant or f"chatbot-{placement}", seed=seed, threads=threads, model=model_cfg,
         **{k: given[k] for k in TRAIN_OPTIONS if k in given},
     )  # fmt: skip
     record = train(cfg, tokenizer_file=Path(tokenizer)) if tokenizer else train(cfg)
@@ -83,6 +112,44 @@ def train_chatbot(
         f"{cfg.name}: val accuracy {record['val_accuracy']:.4f} (epoch {record['best_epoch']}), "
         f"train accuracy {record['train_accuracy']:.4f}, {record['train_seconds']:.0f} s"
     )
+
+
+def pretrain_chatbot(
+    variant: str = typer.Option("", help=VARIANT_HELP + "; the run is named mlm-<variant>."),
+    placement: str = typer.Option("peri", help="Norm placement: post | pre | peri."),
+    norm: str = typer.Option("layernorm", help="Norm type: layernorm | rmsnorm."),
+    residual_scale: float = typer.Option(1.0, help="Residual step Δt."),
+    name: str = typer.Option("", help="Run name (default mlm-<placement>); checkpoint in runs/<name>/."),
+    seed: int = typer.Option(0, help="Random seed."),
+    threads: int = typer.Option(1, help="torch threads."),
+    epochs: int | None = typer.Option(None, help="Epochs [20]."),
+    lr: float | None = typer.Option(None, help="Peak learning rate [1e-3]."),
+    warmup_steps: int | None = typer.Option(None, help="Linear warm-up steps [500]."),
+    mask_prob: float | None = typer.Option(None, help="Share of tokens to predict [0.15]."),
+    n_layer: int | None = typer.Option(None, help="Encoder blocks [4]."),
+    n_head: int | None = typer.Option(None, help="Attention heads [4]."),
+    d_model: int | None = typer.Option(None, help="Model width [128]."),
+    d_ff: int | None = typer.Option(None, help="MLP width [256]."),
+    max_len: int | None = typer.Option(None, help="Maximum tokens (head + tail window) [128]."),
+    dropout: float | None = typer.Option(None, help="Dropout [0.2]."),
+) -> None:
+    """Masked-token pretraining of the encoder on the training utterances (then `train chatbot --init-from`)."""
+    from models.chatbot.model import ChatbotConfig
+    from models.chatbot.pretrain import PretrainConfig, pretrain
+
+    given = {k: v for k, v in locals().items() if v is not None}
+    placement, norm, residual_scale = zoo_variant(variant, placement, norm, residual_scale)
+    model_cfg = ChatbotConfig(
+        norm_placement=placement, norm_type=norm, residual_scale=residual_scale,
+        **{k: given[k] for k in MODEL_OPTIONS if k in given},
+    )  # fmt: skip
+    cfg = PretrainConfig(
+        name=name or f"mlm-{variant or placement}", seed=seed, threads=threads, model=model_cfg,
+        **{k: given[k] for k in ("epochs", "lr", "warmup_steps", "mask_prob") if k in given},
+    )  # fmt: skip
+    record = pretrain(cfg)
+    last = record["history"][-1]
+    typer.echo(f"{cfg.name}: masked-token accuracy {last['val_masked_accuracy']:.4f} on validation")
 
 
 def export_chatbot(
@@ -98,13 +165,15 @@ def export_chatbot(
     from models.chatbot.train import RUNS_DIR
 
     names = name or [n for n in VARIANTS if (RUNS_DIR / n / "checkpoint.pt").exists()]
-    base = baseline.evaluate() if names else {}
+    base = baseline.evaluate_all() if names else {}
     for run in names:
         sidecar = export_variant(run, base)
         t = sidecar.training
         typer.echo(
-            f"{run}: val accuracy {t['val_accuracy_onnx']:.4f} (baseline {t['baseline_val_accuracy']:.4f}), "
-            f"OOS recall {t['thresholded']['oos_recall']:.3f} at confidence {t['thresholded']['confidence_threshold']}"
+            f"{run}: val accuracy {t['val_accuracy_onnx']:.4f} (baseline {t['baseline_val_accuracy']:.4f}); "
+            f"thresholded (T {t['temperature']:.2f}, conf {t['thresholded']['confidence_threshold']}, "
+            f"margin {t['thresholded']['margin_threshold']}): val in-scope {t['thresholded']['in_scope_accuracy']:.3f}, "
+            f"OOS recall {t['thresholded']['oos_recall']:.3f}"
         )
     if select_default:
         typer.echo(f"default chatbot -> {select()}")
@@ -113,4 +182,5 @@ def export_chatbot(
 def register(train_app: typer.Typer, export_app: typer.Typer) -> None:
     train_app.command("chatbot")(train_chatbot)
     train_app.command("chatbot-data")(prepare_data)
+    train_app.command("chatbot-mlm")(pretrain_chatbot)
     export_app.command("chatbot")(export_chatbot)

@@ -2,7 +2,11 @@
 
 One dynamo export of the instrumented model gives ``diagnostic.onnx`` (logits + activations); ``fast.onnx`` is the
 same graph with the ``activations`` output and every node that only fed it pruned away, so the fast path computes
-exactly the same logits. Thresholds for the out-of-scope fallback are chosen on the validation split.
+exactly the same logits. The weights are stored once, in ``weights.bin`` (ONNX external data) that both graphs
+read, as float16: the network's parameters are rounded to float16 in PyTorch first, so each stored value is exact
+and a ``Cast`` to float32 (folded by ONNX Runtime when the session loads) gives back the very weights PyTorch
+computes with. The temperature and the out-of-scope thresholds are chosen on the validation split; the challenge
+split is only scored.
 """
 
 from __future__ import annotations
@@ -13,20 +17,35 @@ import json
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from onnx import helper, numpy_helper
+from onnx.external_data_helper import set_external_data
 
-from models.chatbot import baseline, data
+from models.chatbot import data, evaluate
 from models.chatbot.model import Chatbot, layer_specs
 from models.chatbot.tokenizer import PAD_ID, encode, load_tokenizer
 from models.chatbot.train import RUNS_DIR, load_checkpoint, pad_batch
-from models.sidecar import DIAGNOSTIC, FAST, GRAPH_FILES, IR_VERSION, OPSET, Sidecar, assemble, tensor, write
+from models.chatbot.zoo import VARIANTS
+from models.sidecar import (
+    DIAGNOSTIC,
+    FAST,
+    GRAPH_FILES,
+    IR_VERSION,
+    OPSET,
+    WEIGHTS_FILE,
+    Sidecar,
+    assemble,
+    tensor,
+    write,
+)
 
-VARIANTS = ("chatbot-post", "chatbot-pre", "chatbot-peri")
 INPUT_NAMES = ["input_ids", "attention_mask"]
+WEIGHTS_DTYPE = "float16"  # how weights.bin stores the parameters (sidecar config `weights_dtype`)
 
 
 class _Diagnostic(torch.nn.Module):
@@ -101,6 +120,71 @@ def prune_to(proto: onnx.ModelProto, keep: list[str]) -> onnx.ModelProto:
     return pruned
 
 
+# --- float16 weights, stored once ---------------------------------------------------------------------------
+
+
+def round_to_half(model: torch.nn.Module) -> torch.nn.Module:
+    """Round every parameter to the nearest float16 value (kept as float32): what the exported graphs store."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    return model
+
+
+def half_initializers(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Every float32 initializer that float16 holds exactly becomes a float16 initializer behind a Cast to float32
+    (so the graph computes with the same values); any other constant (e.g. the -1e9 of the padding mask) stays."""
+    graph = proto.graph
+    casts, kept = [], []
+    for init in graph.initializer:
+        if init.data_type == onnx.TensorProto.FLOAT:
+            value = numpy_helper.to_array(init)
+            with np.errstate(over="ignore"):  # a constant beyond float16's range stays float32
+                half = value.astype(np.float16)
+            if value.size > 1 and np.array_equal(half.astype(np.float32), value):
+                stored = numpy_helper.from_array(half, f"{init.name}.float16")
+                casts.append(helper.make_node("Cast", [stored.name], [init.name], to=onnx.TensorProto.FLOAT))
+                kept.append(stored)
+                continue
+        kept.append(init)
+    nodes = casts + list(graph.node)
+    graph.ClearField("initializer")
+    graph.initializer.extend(kept)
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def save_graphs(diagnostic: onnx.ModelProto, folder: Path) -> None:
+    """``diagnostic.onnx`` with its float16 weights in ``weights.bin``, and ``fast.onnx`` pruned from it, pointing
+    at the same bytes of the same file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (*GRAPH_FILES.values(), WEIGHTS_FILE):
+        (folder / name).unlink(missing_ok=True)  # onnx appends to an existing external-data file
+    diag_path = folder / GRAPH_FILES[DIAGNOSTIC]
+    proto = copy.deepcopy(diagnostic)
+    for init in proto.graph.initializer:  # the weights; shape constants stay inline for shape inference
+        if init.data_type == onnx.TensorProto.FLOAT16:
+            set_external_data(init, WEIGHTS_FILE)
+    onnx.save_model(proto, diag_path)
+    stored = {t.name: t for t in onnx.load(diag_path, load_external_data=False).graph.initializer}
+    fast = prune_to(diagnostic, ["logits"])
+    for init in fast.graph.initializer:  # point at the bytes diagnostic.onnx's copy of it points at
+        if not stored[init.name].external_data:
+            continue
+        init.ClearField("raw_data")
+        init.data_location = onnx.TensorProto.EXTERNAL
+        init.external_data.extend(stored[init.name].external_data)
+    onnx.save_model(fast, folder / GRAPH_FILES[FAST])
+    (folder / WEIGHTS_FILE).chmod(0o644)  # onnx creates it owner-only
+    for graph in GRAPH_FILES.values():
+        onnx.checker.check_model(str(folder / graph))  # reads weights.bin
+
+
+# --- checking and timing ------------------------------------------------------------------------------------
+
+
 def session(path: Path, threads: int = 1) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -108,7 +192,7 @@ def session(path: Path, threads: int = 1) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def run_batches(sess: ort.InferenceSession, ids: list[list[int]], batch_size: int = 128) -> list[np.ndarray]:
+def run_batches(sess: ort.InferenceSession, ids: list[list[int]], batch_size: int = 64) -> list[np.ndarray]:
     """Run the session over all sequences (right-padded per batch); concatenated outputs."""
     chunks: list[list[np.ndarray]] = []
     for start in range(0, len(ids), batch_size):
@@ -117,113 +201,110 @@ def run_batches(sess: ort.InferenceSession, ids: list[list[int]], batch_size: in
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
+@torch.no_grad()
+def torch_outputs(
+    model: Chatbot, ids: list[list[int]], batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and activations of the PyTorch model, batched as `run_batches` batches."""
+    logits, acts = [], []
+    for start in range(0, len(ids), batch_size):
+        out = model(*pad_batch(ids[start : start + batch_size]), return_activations=True)
+        logits.append(out[0].numpy())
+        acts.append(out[1].numpy())
+    return np.concatenate(logits), np.concatenate(acts)
 
 
-def fallback_metrics(
-    probs: np.ndarray, gold: np.ndarray, oos: int, conf: float, margin: float
+def time_paths(
+    fast: Path, diag: Path, short: list[int], long: list[int], repeats: int = 200
 ) -> dict[str, float]:
-    """End-to-end accuracy, in-scope accuracy and OOS recall when low confidence / margin falls back to OOS."""
-    top2 = np.sort(probs, axis=1)[:, -2:]  # (N, 2)
-    pred = probs.argmax(axis=1)
-    pred = np.where((top2[:, 1] < conf) | (top2[:, 1] - top2[:, 0] < margin), oos, pred)
-    in_scope = gold != oos
-    return {
-        "confidence_threshold": conf,
-        "margin_threshold": margin,
-        "accuracy": float((pred == gold).mean()),
-        "in_scope_accuracy": float((pred[in_scope] == gold[in_scope]).mean()),
-        "oos_recall": float((pred[~in_scope] == oos).mean()),
-    }
-
-
-def choose_thresholds(
-    probs: np.ndarray, gold: np.ndarray, oos: int, max_in_scope_drop: float = 0.01
-) -> tuple[dict[str, float], list[dict]]:
-    """Grid search on validation: the highest out-of-scope recall that costs at most ``max_in_scope_drop`` of
-    in-scope accuracy against no threshold at all; ties go to the smallest thresholds. Returns the choice and the
-    trade-off table at the chosen margin."""
-    grid = [
-        fallback_metrics(probs, gold, oos, c, m)
-        for c in np.round(np.arange(0.0, 0.91, 0.05), 2)
-        for m in np.round(np.arange(0.0, 0.51, 0.05), 2)
-    ]
-    floor = grid[0]["in_scope_accuracy"] - max_in_scope_drop  # grid[0]: no threshold
-    allowed = [r for r in grid if r["in_scope_accuracy"] >= floor - 1e-9]
-    best = max(allowed, key=lambda r: (r["oos_recall"], -r["confidence_threshold"] - r["margin_threshold"]))
-    tradeoff = [r for r in grid if r["margin_threshold"] == best["margin_threshold"]]
-    return best, tradeoff
-
-
-def time_paths(fast: Path, diag: Path, ids: list[list[int]], repeats: int = 200) -> dict[str, float]:
-    """Median latency (ms) of the fast and the diagnostic session, one thread, batch 1 and batch 32."""
+    """Median latency (ms) of the fast and the diagnostic session, one thread, batch 1 and 32, for a message of
+    median length and for one that fills the whole window (the cost of long messages)."""
     out: dict[str, float] = {}
     for label, path in (("fast", fast), ("diagnostic", diag)):
         sess = session(path)
-        for size in (1, 32):
-            input_ids, mask = pad_batch(ids[:size])
-            feeds = {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()}
-            for _ in range(10):
-                sess.run(None, feeds)
-            samples = []
-            for _ in range(repeats if size == 1 else repeats // 4):
-                start = time.perf_counter()
-                sess.run(None, feeds)
-                samples.append(time.perf_counter() - start)
-            out[f"{label}_batch{size}_ms"] = 1000 * float(np.median(samples))
+        for length, ids in (("median", short), ("window", long)):
+            for size in (1, 32):
+                input_ids, mask = pad_batch([ids] * size)
+                feeds = {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()}
+                for _ in range(5):
+                    sess.run(None, feeds)
+                samples = []
+                for _ in range(max(10, repeats // size)):
+                    start = time.perf_counter()
+                    sess.run(None, feeds)
+                    samples.append(time.perf_counter() - start)
+                out[f"{label}_{length}{len(ids)}_batch{size}_ms"] = 1000 * float(np.median(samples))
     return out
+
+
+# --- one variant --------------------------------------------------------------------------------------------
 
 
 def export_variant(
     name: str,
-    baseline_metrics: dict[str, float],
+    baseline_metrics: dict[str, Any],
     runs_dir: Path = RUNS_DIR,
     artifact_dir: Path = data.ARTIFACT_DIR,
 ) -> Sidecar:
-    """Write artifacts/<name>/{fast.onnx, diagnostic.onnx, sidecar.json}; return the sidecar."""
+    """Write artifacts/<name>/{fast.onnx, diagnostic.onnx, weights.bin, sidecar.json}; return the sidecar."""
     model, record = load_checkpoint(name, runs_dir)
     if record["tokenizer_sha256"] != hashlib.sha256(data.TOKENIZER_FILE.read_bytes()).hexdigest():
         raise ValueError(f"{name} was trained with another tokenizer than {data.TOKENIZER_FILE}: retrain it")
+    round_to_half(model)
     cfg = model.cfg
     out = artifact_dir / name
-    out.mkdir(parents=True, exist_ok=True)
+    save_graphs(half_initializers(export_diagnostic(model)), out)
     fast_path, diag_path = out / GRAPH_FILES[FAST], out / GRAPH_FILES[DIAGNOSTIC]
-    diag_proto = export_diagnostic(model)
-    onnx.save(diag_proto, diag_path)
-    onnx.save(prune_to(diag_proto, ["logits"]), fast_path)
 
     labels = record["labels"]
+    oos = labels.index(data.OOS)
     _, val_set = data.load_split()
+    challenge = data.load_challenge()
     tok = load_tokenizer(data.TOKENIZER_FILE)
     val_ids = encode(tok, [e.text for e in val_set], cfg.max_len)
+    challenge_ids = encode(tok, [e.text for e in challenge], cfg.max_len)
     gold = np.array([labels.index(e.intent) for e in val_set])
     logits, acts = run_batches(session(diag_path), val_ids)
     (fast_logits,) = run_batches(session(fast_path), val_ids)
-    with torch.no_grad():
-        input_ids, mask = pad_batch(val_ids)
-        t_logits, t_acts = model(input_ids, mask, return_activations=True)
+    t_logits, t_acts = torch_outputs(model, val_ids)
     parity = {
-        "logits_max_abs_diff": float(np.abs(t_logits.numpy() - logits).max()),
-        "activations_max_abs_diff": float(np.abs(t_acts.numpy() - acts).max()),
+        "logits_max_abs_diff": float(np.abs(t_logits - logits).max()),
+        "activations_max_abs_diff": float(np.abs(t_acts - acts).max()),
         "fast_vs_diagnostic_logits_max_abs_diff": float(np.abs(fast_logits - logits).max()),
     }
-    oos = labels.index(baseline.OOS)
-    probs = softmax(logits)
-    chosen, tradeoff = choose_thresholds(probs, gold, oos)
-    argmax_only = fallback_metrics(probs, gold, oos, 0.0, 0.0)
-    layers = layer_specs(cfg)
-    timing = time_paths(fast_path, diag_path, val_ids)
+    (challenge_logits,) = run_batches(session(fast_path), challenge_ids)
+
+    temperature = evaluate.fit_temperature(logits, gold)
+    probs = evaluate.softmax(logits, temperature)
+    challenge_probs = evaluate.softmax(challenge_logits, temperature)
+    chosen = evaluate.choose_thresholds(probs, gold, oos)
+    conf, margin = chosen["confidence_threshold"], chosen["margin_threshold"]
+    argmax_only = evaluate.scores(probs.argmax(axis=1), gold, oos)
+    by_length = sorted(val_ids, key=len)
+    timing = time_paths(fast_path, diag_path, by_length[len(by_length) // 2], by_length[-1][: cfg.max_len])
     training = {k: v for k, v in record.items() if k not in ("labels", "model_config", "name")}
     training.update(
         val_accuracy_onnx=argmax_only["accuracy"],
         val_in_scope_accuracy=argmax_only["in_scope_accuracy"],
         val_oos_recall=argmax_only["oos_recall"],
-        baseline=baseline_metrics,
-        baseline_val_accuracy=baseline_metrics["val_accuracy"],
+        temperature=temperature,
+        calibration={
+            "val_nll_before": float(-np.log(evaluate.softmax(logits)[np.arange(len(gold)), gold]).mean()),
+            "val_nll_after": float(-np.log(probs[np.arange(len(gold)), gold]).mean()),
+            "val_ece_before": evaluate.expected_calibration_error(evaluate.softmax(logits), gold),
+            "val_ece_after": evaluate.expected_calibration_error(probs, gold),
+        },
         thresholded=chosen,
-        threshold_tradeoff=tradeoff,
+        threshold_tradeoff=[
+            evaluate.fallback_metrics(probs, gold, oos, float(c), margin) for c in evaluate.CONFIDENCES
+        ],
+        validation=evaluate.report(probs, val_set, labels, conf, margin),
+        # the challenge split is scored, never used for a choice: thresholds and temperature are validation's
+        challenge=evaluate.report(challenge_probs, challenge, labels, conf, margin),
+        challenge_argmax=evaluate.report(challenge_probs, challenge, labels),
+        challenge_curve=evaluate.curve(challenge_probs, challenge, labels, margin),
+        baseline=baseline_metrics,
+        baseline_val_accuracy=baseline_metrics["validation"]["accuracy"],
         parity=parity,
         timing=timing,
     )
@@ -233,8 +314,8 @@ def export_variant(
         folder=out,
         inputs=[tensor(n, "int64", "batch", "sequence") for n in INPUT_NAMES],
         outputs=[tensor("logits", "float32", "batch", cfg.n_labels)],
-        config={**cfg.to_dict(), "parameters": model.num_parameters()},
-        layers=layers,
+        config={**cfg.to_dict(), "parameters": model.num_parameters(), "weights_dtype": WEIGHTS_DTYPE},
+        layers=layer_specs(cfg),
         reference=acts,
         training=training,
         block={
@@ -243,15 +324,16 @@ def export_variant(
             "intents": "../../intents.json",
             "max_length": cfg.max_len,
             "pad_id": PAD_ID,
-            "confidence_threshold": chosen["confidence_threshold"],
-            "margin_threshold": chosen["margin_threshold"],
+            "temperature": temperature,
+            "confidence_threshold": conf,
+            "margin_threshold": margin,
         },
     )
     write(sidecar, out)
     return sidecar
 
 
-def select_default(artifact_dir: Path = data.ARTIFACT_DIR, names: tuple[str, ...] = VARIANTS) -> str:
+def select_default(artifact_dir: Path = data.ARTIFACT_DIR, names: tuple[str, ...] = tuple(VARIANTS)) -> str:
     """Write aliases.json naming the variant with the best validation accuracy (then lowest validation loss)."""
     scores = {}
     for name in names:

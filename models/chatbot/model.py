@@ -108,12 +108,12 @@ class Block(nn.Module):
 
 @dataclass
 class ChatbotConfig:
-    vocab_size: int = 2000
-    max_len: int = 64
+    vocab_size: int = 4256
+    max_len: int = 128
     n_layer: int = 4
     n_head: int = 4
-    d_model: int = 64
-    d_ff: int = 128
+    d_model: int = 128
+    d_ff: int = 256
     dropout: float = 0.2
     norm_placement: str = "peri"  # post|pre|peri
     norm_type: str = "layernorm"  # layernorm|rmsnorm
@@ -186,11 +186,11 @@ class Chatbot(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_activations: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The encoder: per-token states (B, L, D) after the final norm, and every tensor the statistics describe."""
         B, L = input_ids.shape
-        mask = attention_mask.to(torch.float32).unsqueeze(-1)  # (B, L, 1)
         key_bias = ((1.0 - attention_mask.to(torch.float32)) * -1e9).view(B, 1, 1, L)  # (B, 1, 1, L)
         pos = torch.arange(L, device=input_ids.device)  # (L,)
         x = self.tok_emb(input_ids) + self.pos_emb(pos)  # (B, L, D)
@@ -202,6 +202,13 @@ class Chatbot(nn.Module):
         if self.final_norm is not None:
             x = self.final_norm(x)  # (B, L, D)
         tensors.append(x)
+        return x, tensors
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_activations: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        mask = attention_mask.to(torch.float32).unsqueeze(-1)  # (B, L, 1)
+        x, tensors = self.encode(input_ids, attention_mask)  # (B, L, D)
         pooled = (x * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (B, D)
         logits = self.head(self.head_dropout(pooled))  # (B, n_labels)
         if not return_activations:

@@ -16,15 +16,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from models.chatbot import data
-from models.chatbot.model import Chatbot, ChatbotConfig
+from models.chatbot.model import Chatbot, ChatbotConfig, layer_specs
 from models.chatbot.tokenizer import PAD_ID, encode, load_tokenizer
 from models.layers import warmup_cosine
+from models.sidecar import STATISTICS
 
 RUNS_DIR = data.CHATBOT_DIR.parents[1] / "runs"
 KEYBOARD_NEIGHBOURS = {
@@ -51,7 +53,12 @@ class TrainConfig:
     typo_rate: float = 0.15  # per word, in a perturbed utterance
     token_dropout: float = 0.1  # per token, every utterance
     patience: int = 20
-    distill_weight: float = 0.5  # > 0: also fit the TF-IDF baseline's probabilities on the perturbed text
+    distill_weight: float = 0.5  # > 0: also fit a teacher's probabilities (see `teacher_targets`)
+    soft_targets: str = ""  # .npy (n_train, n_labels): a teacher's probabilities of train.jsonl, row for row
+    tfidf_share: float = 1.0  # of the teacher: TF-IDF on the perturbed text; the rest is `soft_targets`
+    init_from: str = ""  # a pretraining run (runs/<name>/checkpoint.pt) whose encoder starts this one
+    fold: int = -1  # >= 0: train without cross-fitting fold `fold` of `n_folds` and predict it at the end
+    n_folds: int = 5
     ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights (per step)
     threads: int = 1
     model: ChatbotConfig = field(default_factory=ChatbotConfig)
@@ -109,21 +116,56 @@ def drop_tokens(seq: list[int], p: float, rng: random.Random) -> list[int]:
     return kept or seq
 
 
+def length_batches(
+    lengths: list[int], batch_size: int, rng: random.Random, pool: int = 64
+) -> list[list[int]]:
+    """Shuffled batches of similar lengths: shuffle, sort each pool of `pool` batches by length, cut, shuffle the
+    batches. Long messages then pad long messages, not 31 short ones (a third of the tokens of plain shuffling)."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    for start in range(0, len(order), pool * batch_size):
+        chunk = sorted(order[start : start + pool * batch_size], key=lambda i: lengths[i])
+        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+@torch.no_grad()
+def predict_logits(model: Chatbot, ids: list[list[int]], batch_size: int = 128) -> torch.Tensor:
+    """Logits (N, n_labels) of the model in eval mode, batched by length (rows in the order of `ids`)."""
+    model.eval()
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    logits = torch.empty(len(ids), model.cfg.n_labels)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        logits[rows] = model(*pad_batch([ids[i] for i in rows]))
+    return logits
+
+
 @torch.no_grad()
 def evaluate(
-    model: Chatbot, ids: list[list[int]], labels: list[int], batch_size: int = 256
+    model: Chatbot, ids: list[list[int]], labels: list[int], batch_size: int = 128
 ) -> tuple[float, float, torch.Tensor]:
     """Accuracy, mean cross-entropy and the logits (N, n_labels) of the model in eval mode."""
-    model.eval()
-    chunks = []
-    for start in range(0, len(ids), batch_size):
-        input_ids, mask = pad_batch(ids[start : start + batch_size])
-        chunks.append(model(input_ids, mask))
-    logits = torch.cat(chunks)  # (N, n_labels)
+    logits = predict_logits(model, ids, batch_size)
     target = torch.tensor(labels)
     loss = F.cross_entropy(logits, target).item()
     acc = (logits.argmax(dim=1) == target).float().mean().item()
     return acc, loss, logits
+
+
+@torch.no_grad()
+def layer_rms(model: Chatbot, ids: list[list[int]], batch_size: int = 128) -> dict[str, float]:
+    """Mean over the utterances of each statistics row's RMS (residual stream, sublayer outputs), eval mode."""
+    model.eval()
+    rms = STATISTICS.index("rms")
+    rows = []
+    for start in range(0, len(ids), batch_size):
+        _, acts = model(*pad_batch(ids[start : start + batch_size]), return_activations=True)
+        rows.append(acts[:, :, rms])  # (B, n_layers)
+    means = torch.cat(rows).mean(dim=0).tolist()
+    return {str(spec["name"]): value for spec, value in zip(layer_specs(model.cfg), means, strict=True)}
 
 
 # --- gradient norms -----------------------------------------------------------------------------------------
@@ -160,15 +202,10 @@ def make_teacher(
     train_set: list[data.Example], labels: list[str], seed: int
 ) -> Callable[[list[str]], torch.Tensor]:
     """The TF-IDF baseline fitted on the training split: texts -> probabilities (N, n_labels) in label order."""
-    from models.chatbot.baseline import fit
+    from models.chatbot.baseline import fit, probabilities
 
     pipe = fit([e.text for e in train_set], [e.intent for e in train_set], seed)
-    columns = [list(pipe.classes_).index(label) for label in labels]
-
-    def predict(texts: list[str]) -> torch.Tensor:
-        return torch.tensor(pipe.predict_proba(texts)[:, columns], dtype=torch.float32)  # (N, n_labels)
-
-    return predict
+    return lambda texts: torch.tensor(probabilities(pipe, texts, labels), dtype=torch.float32)
 
 
 def set_seed(seed: int) -> random.Random:
@@ -180,6 +217,32 @@ def build_model(cfg: TrainConfig, tok: Tokenizer, n_labels: int) -> Chatbot:
     cfg.model.vocab_size = tok.get_vocab_size()
     cfg.model.n_labels = n_labels
     return Chatbot(cfg.model)
+
+
+def fold_of(example: data.Example, n_folds: int) -> int:
+    """The cross-fitting fold of a training utterance: a hash, like the validation split, so it is order-free."""
+    digest = hashlib.sha1(f"fold\t{example.intent}\t{example.text.lower().strip()}".encode()).hexdigest()
+    return int(digest, 16) % n_folds
+
+
+def load_encoder(model: Chatbot, run: str, runs_dir: Path) -> None:
+    """Start from a pretraining run's embeddings, blocks and final norm (its MLM head is not part of `model`)."""
+    state = torch.load(runs_dir / run / "checkpoint.pt", map_location="cpu", weights_only=True)["state_dict"]
+    encoder = {k: v for k, v in state.items() if not k.startswith(("head.", "mlm_"))}
+    missing, unexpected = model.load_state_dict(encoder, strict=False)
+    if unexpected or set(missing) != {"head.weight", "head.bias"}:
+        raise ValueError(f"{run} does not fit this model: missing {missing}, unexpected {unexpected}")
+
+
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (embeddings included), none on norms and biases."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.98),
+    )
 
 
 def train(
@@ -194,6 +257,17 @@ def train(
     rng = set_seed(cfg.seed)
     labels = data.load_labels()
     train_set, val_set = data.load_split(data_dir)
+    soft_file = None
+    if cfg.soft_targets:
+        soft_file = torch.from_numpy(np.load(cfg.soft_targets)).float()  # (n_train, n_labels)
+        assert soft_file.shape == (len(train_set), len(labels)), "soft targets do not match train.jsonl"
+    held_out: list[data.Example] = []
+    if cfg.fold >= 0:
+        keep = [fold_of(e, cfg.n_folds) != cfg.fold for e in train_set]
+        held_out = [e for e, k in zip(train_set, keep, strict=True) if not k]
+        train_set = [e for e, k in zip(train_set, keep, strict=True) if k]
+        if soft_file is not None:
+            soft_file = soft_file[torch.tensor(keep)]
     tok = load_tokenizer(tokenizer_file)
     index = {name: i for i, name in enumerate(labels)}
     max_len = cfg.model.max_len
@@ -201,18 +275,17 @@ def train(
     val_y = [index[e.intent] for e in val_set]
     train_ids = encode(tok, [e.text for e in train_set], max_len)
     val_ids = encode(tok, [e.text for e in val_set], max_len)
+    probe_ids = val_ids[:: max(1, len(val_ids) // 512)]  # the utterances whose hidden-state RMS is recorded
 
     model = build_model(cfg, tok, len(labels))
-    teacher = make_teacher(train_set, labels, cfg.seed) if cfg.distill_weight > 0 else None
+    if cfg.init_from:
+        load_encoder(model, cfg.init_from, runs_dir)
+    teacher = (
+        make_teacher(train_set, labels, cfg.seed) if cfg.distill_weight > 0 and cfg.tfidf_share > 0 else None
+    )
     # The averaged copy is what gets evaluated and saved; gradients and norms are the raw model's.
     averaged = copy.deepcopy(model) if cfg.ema_decay > 0 else model
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.98),
-    )
+    opt = adamw(model, cfg.lr, cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
     history: list[dict[str, Any]] = []
@@ -221,24 +294,26 @@ def train(
     step, since_best, started = 0, 0, time.perf_counter()
     bar = tqdm(range(cfg.epochs), desc=cfg.name, disable=not progress)
     for epoch in bar:
+        texts = [augment(e.text, rng, cfg.augment_prob, cfg.word_dropout, cfg.typo_rate) for e in train_set]
+        ids = [drop_tokens(seq, cfg.token_dropout, rng) for seq in encode(tok, texts, max_len)]
+        soft = None  # (N, n_labels): the teacher's probabilities of this epoch's texts
+        if cfg.distill_weight > 0:
+            tfidf = teacher(texts) if teacher is not None else 0.0
+            soft = cfg.tfidf_share * tfidf + (1 - cfg.tfidf_share) * (
+                soft_file if soft_file is not None else 0.0
+            )
         model.train()
-        order = torch.randperm(len(train_set)).tolist()
-        texts = [
-            augment(train_set[i].text, rng, cfg.augment_prob, cfg.word_dropout, cfg.typo_rate) for i in order
-        ]
-        ids = [drop_tokens(s, cfg.token_dropout, rng) for s in encode(tok, texts, max_len)]
-        soft = teacher(texts) if teacher is not None else None  # (N, n_labels)
-        epoch_loss, norm_sums = 0.0, {}
-        for start in range(0, len(order), cfg.batch_size):
-            input_ids, mask = pad_batch(ids[start : start + cfg.batch_size])
-            target = torch.tensor([train_y[i] for i in order[start : start + cfg.batch_size]])
+        epoch_loss, correct, norm_sums = 0.0, 0, {}
+        batches = length_batches([len(x) for x in ids], cfg.batch_size, rng)
+        for rows in batches:
+            input_ids, mask = pad_batch([ids[i] for i in rows])
+            target = torch.tensor([train_y[i] for i in rows])
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total_steps, cfg)
             logits = model(input_ids, mask)  # (B, n_labels)
             loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
             if soft is not None:
-                soft_target = soft[start : start + cfg.batch_size]  # (B, n_labels)
-                soft_loss = -(soft_target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+                soft_loss = -(soft[rows] * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
                 loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -250,21 +325,29 @@ def train(
                 with torch.no_grad():
                     for a, p in zip(averaged.parameters(), model.parameters(), strict=True):
                         a.lerp_(p, 1.0 - cfg.ema_decay)
-            epoch_loss += loss.item() * len(target)
+            epoch_loss += loss.item() * len(rows)
+            correct += int((logits.argmax(dim=1) == target).sum())
             step += 1
         val_acc, val_loss, _ = evaluate(averaged, val_ids, val_y)
         row = {
             "epoch": epoch + 1,
-            "train_loss": epoch_loss / len(order),
+            "train_loss": epoch_loss / len(train_set),
+            "train_accuracy": correct / len(train_set),  # on the perturbed texts, in training mode
             "val_loss": val_loss,
             "val_accuracy": val_acc,
             "lr": opt.param_groups[0]["lr"],
-            "grad_norm": {k: v / steps_per_epoch for k, v in norm_sums.items()},
+            "grad_norm": {k: v / len(batches) for k, v in norm_sums.items()},
+            "hidden_rms": layer_rms(averaged, probe_ids),
+            "seconds": time.perf_counter() - started,
         }
         history.append(row)
         bar.set_postfix(
             loss=f"{row['train_loss']:.3f}", val_acc=f"{val_acc:.3f}", best=f"{best['val_accuracy']:.3f}"
         )
+        if not progress:
+            print(
+                json.dumps({k: v for k, v in row.items() if k not in ("grad_norm", "hidden_rms")}), flush=True
+            )
         if (val_acc, -val_loss) > (best["val_accuracy"], -best["val_loss"]):
             best, since_best = dict(row), 0
             best_state = {k: v.detach().clone() for k, v in averaged.state_dict().items()}
@@ -297,6 +380,9 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     torch.save({"record": record, "state_dict": model.state_dict()}, out / "checkpoint.pt")
     (out / "history.json").write_text(json.dumps(record, indent=1))
+    if held_out:  # the fold's out-of-fold probabilities, for cross-fitted soft targets
+        held_ids = encode(tok, [e.text for e in held_out], max_len)
+        np.save(out / "held_out_logits.npy", predict_logits(model, held_ids).numpy())
     return record
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -9,7 +12,14 @@ import pytest
 import torch
 
 from models.chatbot import data
-from models.chatbot.export import OPSET, export_diagnostic, prune_to
+from models.chatbot.export import (
+    OPSET,
+    export_diagnostic,
+    half_initializers,
+    prune_to,
+    round_to_half,
+    save_graphs,
+)
 from models.chatbot.model import Chatbot, ChatbotConfig
 from models.chatbot.tokenizer import encode, load_tokenizer
 from models.chatbot.train import pad_batch
@@ -35,6 +45,14 @@ def utterance_ids() -> list[list[int]]:
     return encode(tok, [e.text for e in val], 64)
 
 
+@pytest.fixture(scope="module")
+def long_ids() -> list[list[int]]:
+    """Messages longer than the window, cut the way the service cuts them (head + tail)."""
+    tok = load_tokenizer(data.TOKENIZER_FILE)
+    val = sorted(data.read_jsonl(data.VAL_FILE), key=lambda e: -len(e.text))[:4]
+    return encode(tok, [e.text for e in val], 64)
+
+
 @pytest.fixture(scope="module", params=VARIANTS, ids=lambda v: f"{v[0]}-{v[1]}-dt{v[2]}")
 def exported(request: pytest.FixtureRequest) -> tuple[Chatbot, onnx.ModelProto]:
     placement, norm, dt = request.param
@@ -47,6 +65,7 @@ def exported(request: pytest.FixtureRequest) -> tuple[Chatbot, onnx.ModelProto]:
     with torch.no_grad():  # move every weight away from its init so the parity check covers real arithmetic
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
+    round_to_half(model)  # as the export does, so that the float16 weights file holds these exact weights
     return model, export_diagnostic(model)
 
 
@@ -95,3 +114,43 @@ def test_graph_declares_opset_18_ir_10_and_dynamic_batch_and_sequence(
     dims = [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input]
     assert dims == [["batch", "sequence"], ["batch", "sequence"]]
     assert [i.type.tensor_type.elem_type for i in proto.graph.input] == [onnx.TensorProto.INT64] * 2
+
+
+def test_a_saved_artifact_stores_float16_weights_once_for_both_graphs(
+    exported: tuple[Chatbot, onnx.ModelProto],
+    utterance_ids: list[list[int]],
+    long_ids: list[list[int]],
+    tmp_path: Path,
+) -> None:
+    model, proto = exported
+    save_graphs(half_initializers(copy.deepcopy(proto)), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diagnostic.onnx", "fast.onnx", "weights.bin"]
+    n_params = sum(p.numel() for p in model.parameters())
+    assert (tmp_path / "weights.bin").stat().st_size == 2 * n_params  # float16, each parameter once
+    for name in ("fast.onnx", "diagnostic.onnx"):
+        stored = onnx.load(tmp_path / name, load_external_data=False)
+        float_weights = [
+            t.name for t in stored.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims)
+        ]
+        assert float_weights == []  # every weight comes from weights.bin as float16
+        assert (tmp_path / name).stat().st_size < 100_000
+    ids = utterance_ids + long_ids
+    with torch.no_grad():
+        logits, acts = model(*pad_batch(ids), return_activations=True)
+    fast = ort.InferenceSession(str(tmp_path / "fast.onnx"), providers=["CPUExecutionProvider"])
+    diag = ort.InferenceSession(str(tmp_path / "diagnostic.onnx"), providers=["CPUExecutionProvider"])
+    (fast_logits,) = fast.run(None, feeds(ids))
+    diag_logits, diag_acts = diag.run(None, feeds(ids))
+    assert np.abs(fast_logits - logits.numpy()).max() <= 1e-4
+    assert np.abs(diag_acts - acts.numpy()).max() <= 1e-4
+    np.testing.assert_array_equal(fast_logits, diag_logits)
+
+
+def test_saving_again_replaces_the_weights_file_instead_of_appending(
+    exported: tuple[Chatbot, onnx.ModelProto], tmp_path: Path
+) -> None:
+    proto = half_initializers(copy.deepcopy(exported[1]))
+    save_graphs(proto, tmp_path)
+    size = (tmp_path / "weights.bin").stat().st_size
+    save_graphs(proto, tmp_path)
+    assert (tmp_path / "weights.bin").stat().st_size == size

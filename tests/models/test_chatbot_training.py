@@ -6,22 +6,43 @@ import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from models.chatbot import data
-from models.chatbot.model import ChatbotConfig
-from models.chatbot.train import TrainConfig, augment, load_checkpoint, train
+from models.chatbot.model import Chatbot, ChatbotConfig, layer_specs
+from models.chatbot.pretrain import PretrainConfig, pretrain
+from models.chatbot.tokenizer import load_tokenizer
+from models.chatbot.train import (
+    TrainConfig,
+    augment,
+    fold_of,
+    length_batches,
+    load_checkpoint,
+    load_encoder,
+    train,
+)
 
 
-def tiny_run(tmp: Path, name: str) -> dict[str, Any]:
+def tiny_data(tmp: Path) -> Path:
+    """A slice of the real split (every 12th utterance), short messages only, so a tiny run takes seconds."""
     train_set, val_set = data.load_split()
     data_dir = tmp / "data"
     data_dir.mkdir(exist_ok=True)
-    data.write_jsonl(data_dir / "train.jsonl", train_set[::6])
-    data.write_jsonl(data_dir / "val.jsonl", val_set[::6])
-    model = ChatbotConfig(n_layer=1, n_head=2, d_model=16, d_ff=32, norm_placement="pre")
-    cfg = TrainConfig(name=name, epochs=4, batch_size=16, lr=3e-3, warmup_steps=10, patience=10, model=model)
-    return train(cfg, data_dir=data_dir, runs_dir=tmp / "runs", progress=False)
+    data.write_jsonl(data_dir / "train.jsonl", [e for e in train_set[::12] if len(e.text) < 200])
+    data.write_jsonl(data_dir / "val.jsonl", [e for e in val_set[::12] if len(e.text) < 200])
+    return data_dir
+
+
+def tiny_model() -> ChatbotConfig:
+    return ChatbotConfig(n_layer=1, n_head=2, d_model=16, d_ff=32, max_len=32, norm_placement="pre")
+
+
+def tiny_run(tmp: Path, name: str, **options: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {"epochs": 4, "batch_size": 16, "lr": 3e-3, "warmup_steps": 10, "patience": 10}
+    cfg = TrainConfig(name=name, model=tiny_model(), **{**settings, **options})
+    return train(cfg, data_dir=tiny_data(tmp), runs_dir=tmp / "runs", progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +63,17 @@ def test_every_epoch_records_loss_accuracy_and_the_gradient_norm_of_every_layer(
         assert set(row["grad_norm"]) == {"embed", "block0", "final_norm", "head", "total"}
         assert all(v > 0 for v in row["grad_norm"].values())
         assert 0.0 <= row["val_accuracy"] <= 1.0 and row["val_loss"] > 0
+        assert 0.0 <= row["train_accuracy"] <= 1.0
+
+
+def test_every_epoch_records_the_hidden_state_rms_of_every_statistics_row(
+    run: tuple[Path, dict[str, Any]],
+) -> None:
+    names = [str(spec["name"]) for spec in layer_specs(ChatbotConfig(**run[1]["model_config"]))]
+    rms = [row["hidden_rms"] for row in run[1]["history"]]
+    assert all(list(r) == names for r in rms)
+    assert all(v > 0 for r in rms for v in r.values())
+    assert rms[0] != rms[-1]  # measured on the current weights every epoch
 
 
 def test_the_checkpoint_reloads_the_best_epoch(run: tuple[Path, dict[str, Any]]) -> None:
@@ -63,3 +95,50 @@ def test_augmentation_is_seeded_and_keeps_text_non_empty() -> None:
     first = [augment(t, random.Random(3), 1.0) for t in texts]
     assert first == [augment(t, random.Random(3), 1.0) for t in texts]
     assert all(first) and first[0] != texts[0]
+
+
+def test_length_batches_cover_every_row_once_and_group_similar_lengths() -> None:
+    lengths = [random.Random(i).randrange(1, 129) for i in range(1000)]
+    batches = length_batches(lengths, 32, random.Random(0))
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 10  # against about 120 for shuffled batches of this spread of lengths
+
+
+def test_a_cross_fitting_fold_trains_without_its_rows_and_predicts_them(tmp_path: Path) -> None:
+    record = tiny_run(tmp_path, "fold1", fold=1, n_folds=3, epochs=1)
+    train_set = data.read_jsonl(tmp_path / "data" / "train.jsonl")
+    held = [e for e in train_set if fold_of(e, 3) == 1]
+    assert record["n_train"] == len(train_set) - len(held) and 0 < len(held) < len(train_set)
+    logits = np.load(tmp_path / "runs" / "fold1" / "held_out_logits.npy")
+    assert logits.shape == (len(held), len(data.load_labels()))
+
+
+def test_soft_targets_are_fitted_and_a_pretrained_encoder_starts_the_run(tmp_path: Path) -> None:
+    data_dir = tiny_data(tmp_path)
+    n_train, n_labels = len(data.read_jsonl(data_dir / "train.jsonl")), len(data.load_labels())
+    mlm = pretrain(
+        PretrainConfig(name="mlm", epochs=2, batch_size=16, warmup_steps=5, model=tiny_model()),
+        data_dir=data_dir,
+        runs_dir=tmp_path / "runs",
+    )
+    assert mlm["history"][-1]["train_loss"] < mlm["history"][0]["train_loss"]
+    uniform = np.full((n_train, n_labels), 1.0 / n_labels, dtype=np.float32)
+    np.save(tmp_path / "soft.npy", uniform)
+    cfg = TrainConfig(
+        name="student", epochs=1, batch_size=16, warmup_steps=5, model=tiny_model(), init_from="mlm",
+        soft_targets=str(tmp_path / "soft.npy"), tfidf_share=0.0, distill_weight=1.0,
+    )  # fmt: skip
+    record = train(cfg, data_dir=data_dir, runs_dir=tmp_path / "runs", progress=False)
+    # the soft targets alone are uniform: the loss is the cross-entropy to uniform, at least log(n_labels)
+    assert record["history"][0]["train_loss"] >= np.log(n_labels) - 1e-4
+    pretrained = torch.load(tmp_path / "runs" / "mlm" / "checkpoint.pt", weights_only=True)["state_dict"]
+    started = Chatbot(tiny_model_for(n_labels))
+    load_encoder(started, "mlm", tmp_path / "runs")
+    assert torch.equal(started.tok_emb.weight, pretrained["tok_emb.weight"])
+
+
+def tiny_model_for(n_labels: int) -> ChatbotConfig:
+    cfg = tiny_model()
+    cfg.vocab_size, cfg.n_labels = load_tokenizer(data.TOKENIZER_FILE).get_vocab_size(), n_labels
+    return cfg

@@ -10,8 +10,9 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-from tokenizers import Tokenizer
 
+from models.chatbot.tokenizer import encode, load_tokenizer
+from models.chatbot.zoo import VARIANTS
 from models.forecaster import features
 from service.runtime.providers import session_options
 from tests.service.helpers import CHATBOT_ARTIFACTS, FORECASTER_ARTIFACTS
@@ -20,8 +21,8 @@ from tests.service.helpers import CHATBOT_ARTIFACTS, FORECASTER_ARTIFACTS
 def direct_chatbot_activations(variant: str, text: str) -> tuple[np.ndarray, np.ndarray]:
     folder = CHATBOT_ARTIFACTS / variant
     sidecar = json.loads((folder / "sidecar.json").read_text())
-    ids = Tokenizer.from_file(str(folder / sidecar["chatbot"]["tokenizer"])).encode(text).ids
-    ids = ids[: sidecar["chatbot"]["max_length"]]
+    tok = load_tokenizer(folder / sidecar["chatbot"]["tokenizer"])
+    (ids,) = encode(tok, [text], sidecar["chatbot"]["max_length"])  # the one encoding (head + tail window)
     session = ort.InferenceSession(
         str(folder / "diagnostic.onnx"), session_options(1), providers=["CPUExecutionProvider"]
     )
@@ -38,7 +39,7 @@ def as_matrix(payload: dict[str, object]) -> np.ndarray:
     return np.array([[layer[s] for s in stats] for layer in payload["layers"]], dtype=np.float64)  # type: ignore[index]
 
 
-@pytest.mark.parametrize("variant", ["chatbot-post", "chatbot-pre", "chatbot-peri"])
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_chat_activations_equal_a_direct_run_of_the_diagnostic_graph(
     client: httpx.Client, variant: str
 ) -> None:
@@ -85,19 +86,30 @@ def test_forecast_activations_equal_a_direct_run_of_the_diagnostic_graph(client:
     np.testing.assert_allclose(body["forecast"], median, rtol=1e-5)
 
 
-def test_a_requests_statistics_are_the_same_batched_or_alone(client: httpx.Client) -> None:
-    """KServe infer sends several texts of different lengths as one batch; each row must match its lone run."""
-    texts = ["hi", "i forgot my password and cannot log in to my account anymore", "refund please"]
+LONG = (
+    "Hi, I look after the tools for a twelve person agency and we have been on your product since spring. "
+    "Last week we merged two workspaces, the client folders moved, half of the team got new roles and the "
+    "weekly report broke twice, which I fixed by hand. None of that is why I write though. "
+) * 3 + "What I need is a copy of every invoice from this year as PDFs for our accountant."
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_a_requests_statistics_are_the_same_batched_or_alone(client: httpx.Client, variant: str) -> None:
+    """KServe infer sends several texts of different lengths as one batch (one of them longer than the window);
+    each row must match its lone run."""
+    texts = ["hi", "i forgot my password and cannot log in to my account anymore", LONG, "refund please"]
     request = {
-        "inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": texts}],
+        "inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}],
         "parameters": {"return_activations": True},
     }
-    body = client.post("/v2/models/chatbot-peri/infer", json=request).json()
+    body = client.post(f"/v2/models/{variant}/infer", json=request).json()
     outputs = {output["name"]: output for output in body["outputs"]}
     batched = np.array(outputs["activations"]["data"]).reshape(outputs["activations"]["shape"])
+    logits = np.array(outputs["logits"]["data"]).reshape(outputs["logits"]["shape"])
     for row, text in enumerate(texts):
-        _, alone = direct_chatbot_activations("chatbot-peri", text)
+        alone_logits, alone = direct_chatbot_activations(variant, text)
         np.testing.assert_allclose(batched[row], alone, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(logits[row], alone_logits, rtol=1e-4, atol=1e-5)
 
 
 STATS = ("mean", "std", "rms", "abs_mean", "abs_max")

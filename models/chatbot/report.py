@@ -147,6 +147,79 @@ def tradeoff(sidecars: dict[str, dict[str, Any]], out: Path) -> Path:
     return save(fig, out / "challenge_tradeoff.png")
 
 
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
+
+
+def tables(sidecars: dict[str, dict[str, Any]]) -> str:
+    """The docs' result tables (Markdown), every figure from the sidecars."""
+    base = next(iter(sidecars.values()))["training"]["baseline"]
+
+    def f(x: float) -> str:
+        return f"{x:.3f}"
+
+    def scores(r: dict[str, Any]) -> list[str]:
+        return [f(r["accuracy"]), f(r["in_scope_accuracy"]), f(r["oos_recall"])]
+
+    rows = []
+    for name, side in sidecars.items():
+        t = side["training"]
+        rows.append(
+            [name, f(t["val_accuracy_onnx"]), *scores(t["validation"]), *scores(t["challenge"]), *scores(t["challenge_argmax"]),
+             f"{t['temperature']:.2f}", f"{t['thresholded']['confidence_threshold']:.2f} / {t['thresholded']['margin_threshold']:.2f}"]
+        )  # fmt: skip
+    rows.append(
+        ["TF-IDF + LR", f(base["validation"]["accuracy"]), *scores(base["validation_thresholded"]),
+         *scores(base["challenge_thresholded"]), *scores(base["challenge"]), "1", f"{base['validation_thresholded']['confidence_threshold']:.2f} / {base['validation_thresholded']['margin_threshold']:.2f}"]
+    )  # fmt: skip
+    overall = markdown(
+        ["model", "val acc (argmax)", "val acc", "val in-scope", "val OOS recall", "challenge acc", "challenge in-scope",
+         "challenge OOS recall", "challenge acc (argmax)", "in-scope (argmax)", "OOS recall (argmax)", "T", "conf / margin"],
+        rows,
+    )  # fmt: skip
+    names = list(sidecars)
+    types = sorted(base["challenge"]["by_type"])
+    by_type = markdown(
+        ["challenge type", "n", *names, "TF-IDF + LR"],
+        [[k, str(base["challenge"]["by_type"][k]["n"]),
+          *(f(sidecars[n]["training"]["challenge"]["by_type"][k]["accuracy"]) for n in names),
+          f(base["challenge_thresholded"]["by_type"][k]["accuracy"])] for k in types],
+    )  # fmt: skip
+    val_types = sorted(base["validation"]["by_type"])
+    by_val_type = markdown(
+        ["validation type", "n", *names, "TF-IDF + LR"],
+        [[k, str(base["validation"]["by_type"][k]["n"]),
+          *(f(sidecars[n]["training"]["validation"]["by_type"][k]["accuracy"]) for n in names),
+          f(base["validation_thresholded"]["by_type"][k]["accuracy"])] for k in val_types],
+    )  # fmt: skip
+    labels = list(next(iter(sidecars.values()))["chatbot"]["labels"])
+    by_label = markdown(
+        ["label", "challenge n", *names, "TF-IDF + LR", "validation n", *(f"val {n}" for n in names), "val TF-IDF"],
+        [[k, str(base["challenge"]["by_label"][k]["n"]),
+          *(f(sidecars[n]["training"]["challenge"]["by_label"][k]["accuracy"]) for n in names),
+          f(base["challenge_thresholded"]["by_label"][k]["accuracy"]),
+          str(base["validation"]["by_label"][k]["n"]),
+          *(f(sidecars[n]["training"]["validation"]["by_label"][k]["accuracy"]) for n in names),
+          f(base["validation_thresholded"]["by_label"][k]["accuracy"])] for k in labels],
+    )  # fmt: skip
+    first = next(iter(sidecars.values()))
+    depth = markdown(
+        ["layer", *names],
+        [[layer, *(f"{side['reference_activations'][layer]['rms']['mean']:.2f} ± {side['reference_activations'][layer]['rms']['std']:.2f}"
+                   for side in sidecars.values())] for layer in [*residual_rows(first), "final_norm"]],
+    )  # fmt: skip
+    grads = markdown(
+        ["variant", *(k for k in first["training"]["grad_norm_at_best"]), "epoch 1 total"],
+        [[n, *(f"{v:.2f}" for v in s["training"]["grad_norm_at_best"].values()),
+          f"{s['training']['history'][0]['grad_norm']['total']:.2f}"] for n, s in sidecars.items()],
+    )  # fmt: skip
+    parts = [("Overall", overall), ("Challenge by type", by_type), ("Validation by type", by_val_type),
+             ("By label", by_label), ("Residual RMS by depth (reference, validation)", depth),
+             ("Gradient norms at the kept epoch", grads)]  # fmt: skip
+    return "\n\n".join(f"### {title}\n\n{table}" for title, table in parts)
+
+
 def save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -159,10 +232,16 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--tables", action="store_true", help="print the docs' result tables (Markdown) instead"
+    )
     args = parser.parse_args()
     sidecars = load_sidecars()
     if not sidecars:
         raise SystemExit("no chatbot artifacts: train and export them first (make train)")
+    if args.tables:
+        print(tables(sidecars))
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     for path in (
         curves(sidecars, args.out),

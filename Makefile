@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	  echo "installing the local torch==2.13.0 CPU build"; $(PIP) install -q torch==2.13.0; \
 	else echo "no local torch==2.13.0; the [train] extra resolves torch"; fi
 	rm -rf $(VENV)/.torch-probe
-	$(PIP) install -q -e '.[train,dev]'
+	$(PIP) install -q -e '.[train,dev,gpu]'
 	touch $(STAMP)
 
 venv: $(STAMP)

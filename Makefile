@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint train image test-container bench clean
+.PHONY: venv run test lint train image test-container bench gpu-prepare clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ bench: $(STAMP)
 	$(PY) -m bench.model_latency --threads 0 1
 	$(PY) -m bench.http_load
 	$(PY) -m bench.stats_overhead
+
+# Everything the GPU check (bench/gpu/README.md) carries to a GPU host, in git-ignored folders, and its call plan.
+gpu-prepare: $(STAMP)
+	PY=$(PY) bench/gpu/prepare.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -55,11 +55,11 @@ def select_providers(setting: str) -> list[str]:
             "providers %s are not available in this ONNX Runtime build; using %s", missing, chosen or [CPU]
         )
     if CUDA in chosen:
-        _preload_cuda_dlls()
+        preload_cuda_dlls()
     return chosen or [CPU]
 
 
-def _preload_cuda_dlls() -> None:
+def preload_cuda_dlls() -> None:
     """onnxruntime-gpu finds the CUDA/cuDNN libraries of the pip wheels only after this call."""
     global _dlls_preloaded
     if not _dlls_preloaded and hasattr(ort, "preload_dlls"):

@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.runtime.precision import relative_error
-from service.runtime.providers import CPU, CUDA, cuda_options, session_options
+from service.runtime.providers import CPU, CUDA, cuda_options, preload_cuda_dlls, session_options
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class CudaSession(Session):
     def __init__(
         self, model: Model, intra_op_threads: int, device_id: int, cuda_graphs: bool, fp16: bool
     ) -> None:
+        preload_cuda_dlls()
         providers = [(CUDA, cuda_options(device_id, cuda_graph=False, fp16=fp16)), CPU]
         options = session_options(intra_op_threads, on_cuda=True)
         super().__init__(ort.InferenceSession(_model_arg(model), options, providers=providers))

@@ -55,17 +55,35 @@ def stage_args(description: str | None) -> argparse.Namespace:
     return parser.parse_args()
 
 
+def require_cuda() -> None:
+    """Stop the stage with the reason when ONNX Runtime cannot use a GPU here."""
+    import onnxruntime as ort
+
+    from service.runtime.providers import CUDA, cuda_device_count, preload_cuda_dlls
+
+    if CUDA not in ort.get_available_providers():
+        raise SystemExit(
+            f"onnxruntime {ort.__version__} here has no CUDA provider (was onnxruntime-gpu installed?)"
+        )
+    if cuda_device_count() == 0:
+        raise SystemExit("the CUDA driver reports no GPU")
+    preload_cuda_dlls()
+
+
 def artifacts(kinds: list[str]) -> list[Artifact]:
     return [default_artifact(kind) for kind in kinds]
 
 
-def gpu_memory_used() -> dict[str, float]:
+def gpu_memory_used() -> dict[str, Any]:
     """NVML's view of GPU 0 in MiB: all memory in use, and this process's share where NVML can tell."""
     import pynvml
 
-    pynvml.nvmlInit()
-    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-    out = {"device_used_mib": pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20}
+    try:
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        out: dict[str, Any] = {"device_used_mib": pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20}
+    except pynvml.NVMLError as exc:
+        return {"error": str(exc)}
     try:
         mine = [p for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle) if p.pid == os.getpid()]
         if mine and mine[0].usedGpuMemory is not None:
@@ -77,6 +95,11 @@ def gpu_memory_used() -> dict[str, float]:
 
 def shape_of(feeds: dict[str, np.ndarray]) -> str:
     return "x".join(str(d) for d in next(iter(feeds.values())).shape)
+
+
+def point(artifact: Artifact, batch: int, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The fields naming one timed shape in every stage's rows."""
+    return {"model": artifact.name, "kind": artifact.kind, "batch": batch, "shape": shape_of(feeds)}
 
 
 def timed(step: Callable[[], Any]) -> tuple[Any, float]:

@@ -14,23 +14,22 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.artifacts import bench_items, prepared_runtime
-from bench.gpu.common import Results, artifacts, gpu_memory_used, stage_args
+from bench.gpu.common import Results, artifacts, gpu_memory_used, require_cuda, stage_args
 from models.sidecar import FAST
 from service.metrics import Metrics
 from service.runtime.precision import relative_error
-from service.runtime.providers import CPU, available_providers, select_providers, session_options
+from service.runtime.providers import CPU, available_providers, session_options
 from service.runtime.sessions import CudaSession
 
 QUERY = "name,driver_version,memory.total,memory.used,clocks.sm,clocks.mem,clocks.max.sm,power.draw,temperature.gpu"
 
 
 def nvidia_smi() -> dict[str, str]:
-    out = subprocess.run(
-        ["nvidia-smi", f"--query-gpu={QUERY}", "--format=csv,noheader"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    command = ["nvidia-smi", f"--query-gpu={QUERY}", "--format=csv,noheader"]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": str(exc)}
     return dict(zip(QUERY.split(","), (v.strip() for v in out.stdout.split(",")), strict=False))
 
 
@@ -59,7 +58,7 @@ def nvml_gauges() -> dict[str, float]:
 def cuda_smoke() -> list[dict[str, Any]]:
     """One CUDA session per default artifact with the service's options: its outputs against the CPU provider."""
     rows = []
-    select_providers("cuda")  # preloads the CUDA and cuDNN libraries of the pip wheels
+    require_cuda()
     for artifact in artifacts(["chatbot", "forecaster"]):
         runtime = prepared_runtime(artifact)
         feeds = runtime.feeds(bench_items(runtime, 8))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from bench.artifacts import KINDS
-from bench.gpu.common import Results, artifacts, stage_args
+from bench.gpu.common import Results, artifacts, require_cuda, stage_args
 from models.sidecar import FAST
 from service.kinds import AnyKind, Job
 from service.runtime.base import Runtime, RuntimeOptions
@@ -52,6 +52,7 @@ def compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> d
 
 def main() -> None:
     args = stage_args(__doc__)
+    require_cuda()
     results = Results(args.json)
     for artifact in artifacts(args.kinds):
         kind = KINDS[artifact.kind]
@@ -66,7 +67,9 @@ def main() -> None:
             runtime.load()
             loaded[label] = {
                 "load_s": time.perf_counter() - started,
-                "warmup_s": runtime.warmup([1, BATCH]),
+                "warmup_s": runtime.warmup([1, BATCH])
+                if label.startswith("CUDA")
+                else 0.0,  # captures graphs
                 "precision": runtime.precision,
                 "load_parity": getattr(runtime, "fp16_error", None),
                 "graphs": len(getattr(runtime.sessions[FAST], "graphs", {})),

@@ -17,7 +17,17 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.artifacts import KINDS, Artifact, bench_items, prepared_runtime
-from bench.gpu.common import BATCHES, WEIGHTS, Results, artifacts, gpu_memory_used, shape_of, stage_args
+from bench.gpu.common import (
+    BATCHES,
+    WEIGHTS,
+    Results,
+    artifacts,
+    gpu_memory_used,
+    point,
+    require_cuda,
+    shape_of,
+    stage_args,
+)
 from bench.gpu.torch_weights import load
 from bench.timing import interleaved, median_ms
 from models.sidecar import DIAGNOSTIC, FAST
@@ -48,18 +58,27 @@ def ort_variants(fp32: CudaSession, fp16: CudaSession | None, feeds: dict[str, n
     return variants
 
 
-def torch_variants(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, Run]:
+def _first(out: Any) -> Any:
+    return out[0] if isinstance(out, tuple) else out  # the forecaster returns (quantiles, None)
+
+
+def torch_eager(model: Any, feeds: dict[str, np.ndarray]) -> Run:
     import torch
 
     arrays = list(feeds.values())  # the graph's input order, which the networks' forward takes positionally
 
-    def first(out: Any) -> Any:
-        return out[0] if isinstance(out, tuple) else out
-
-    def eager() -> np.ndarray:
+    def run() -> np.ndarray:
         with torch.inference_mode():
-            return first(model(*(torch.from_numpy(a).cuda() for a in arrays))).cpu().numpy()  # type: ignore[no-any-return]
+            return _first(model(*(torch.from_numpy(a).cuda() for a in arrays))).cpu().numpy()  # type: ignore[no-any-return]
 
+    return run
+
+
+def torch_graphed(model: Any, feeds: dict[str, np.ndarray]) -> Run:
+    """Eager PyTorch captured in a CUDA graph for this shape: inputs copied into static buffers, one replay."""
+    import torch
+
+    arrays = list(feeds.values())
     static = [torch.from_numpy(a).cuda() for a in arrays]
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -69,15 +88,19 @@ def torch_variants(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, Run]:
     torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph), torch.no_grad():
-        static_out = first(model(*static))
+        static_out = _first(model(*static))
 
-    def graphed() -> np.ndarray:
+    def run() -> np.ndarray:
         for buffer, array in zip(static, arrays, strict=True):
             buffer.copy_(torch.from_numpy(array))
         graph.replay()
         return static_out.cpu().numpy()  # type: ignore[no-any-return]
 
-    return {"torch eager": eager, "torch eager + CUDA graph": graphed}
+    return run
+
+
+def torch_variants(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, Run]:
+    return {"torch eager": torch_eager(model, feeds), "torch eager + CUDA graph": torch_graphed(model, feeds)}
 
 
 def tolerance(variant: str) -> float:
@@ -155,10 +178,7 @@ def bench_model(artifact: Artifact, seconds: float, results: Results) -> None:
             results.append(
                 "rows",
                 {
-                    "model": artifact.name,
-                    "kind": artifact.kind,
-                    "batch": batch,
-                    "shape": shape_of(feeds),
+                    **point(artifact, batch, feeds),
                     "variant": variant,
                     "p50_ms": median_ms(samples),
                     "p90_ms": float(np.percentile(samples, 90) * 1e3),
@@ -183,6 +203,7 @@ def bench_model(artifact: Artifact, seconds: float, results: Results) -> None:
 
 def main() -> None:
     args = stage_args(__doc__)
+    require_cuda()
     results = Results(args.json)
     results.data["kinds"] = {k: KINDS[k].name for k in args.kinds}
     for artifact in artifacts(args.kinds):

@@ -27,6 +27,8 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from bench.gpu.install import digest as sha256
+
 ROOT = Path(__file__).resolve().parents[2]
 MIB = 2**20
 CALL_LIMIT = 62 * MIB  # what one call may carry (64 MiB), less a margin for files added after preparing
@@ -121,14 +123,6 @@ def tree_bytes(root: Path = ROOT) -> int:
 
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ Signature = tuple[tuple[str, tuple[int, ...], str], ...]
 GRAPH_TOLERANCE = 1e-3
 """Largest accepted relative difference (`precision.relative_error`) between a captured graph and the plain session
 of the same graph: both run the same arithmetic, so more than rounding is a fault, not a speed-up."""
+DEVICE = "cuda"
+"""Where CUDA sessions keep their bound inputs and outputs (ORT's name for the device)."""
 CAPTURE_RUNS = 3
 """Runs at capture: ORT runs a graph-enabled session normally at first, then captures and replays."""
 
@@ -122,7 +124,7 @@ class CudaSession(Session):
         for name, value in feeds.items():
             binding.bind_cpu_input(name, np.ascontiguousarray(value))
         for name in outputs:
-            binding.bind_output(name, "cuda", self.device_id)
+            binding.bind_output(name, DEVICE, self.device_id)
         self.session.run_with_iobinding(binding)
         return list(binding.copy_outputs_to_cpu())
 
@@ -184,7 +186,7 @@ class CapturedGraph:
             options.add_free_dimension_override_by_name(name, size)
         providers = [(CUDA, cuda_options(base.device_id, cuda_graph=True, fp16=base.fp16))]
         self.session = ort.InferenceSession(_model_arg(base.model), options, providers=providers)
-        device = ("cuda", base.device_id)
+        device = (DEVICE, base.device_id)
         self._in = {
             name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), *device)
             for name, value in feeds.items()

@@ -14,9 +14,10 @@ import pytest
 
 from bench.artifacts import KINDS, bench_items, default_artifact
 from models.sidecar import FAST, read
+from service.metrics import Metrics
 from service.runtime.base import Artifact, RuntimeOptions
 from service.runtime.precision import FP16_TOLERANCE, relative_error, to_fp16
-from service.runtime.providers import CPU, cuda_options, session_options
+from service.runtime.providers import CPU, cuda_device_count, cuda_options, session_options
 from service.runtime.sessions import (
     CudaSession,
     Session,
@@ -162,3 +163,12 @@ def test_relative_error_is_scale_free_and_infinite_for_non_finite_or_misshapen_o
     assert relative_error(ref, [np.array([1.0, np.inf, 4.0], np.float32)]) == float("inf")
     assert relative_error(ref, [ref[0][:2]]) == float("inf")
     assert relative_error(ref, ref) == 0.0
+
+
+@pytest.mark.skipif(
+    cuda_device_count() > 0, reason="a GPU is here: tests/gpu/test_cuda_runtime.py checks its gauges"
+)
+def test_without_a_gpu_there_are_no_gpu_gauges_and_the_scrape_still_works() -> None:
+    names = {family.name for family in Metrics().registry.collect()}
+    assert "lnserve_request_success" in names
+    assert not {name for name in names if name.startswith("lnserve_gpu")}

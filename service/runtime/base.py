@@ -130,12 +130,14 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
     def load(self) -> None:
         self.prepare()
         providers = select_providers(self.options.providers)
+        self.precision: Precision = self.options.precision
         fast: Model = self.artifact.file(FAST)
-        if self.options.precision == "fp16":
+        if self.precision == "fp16":
             try:
                 fast = to_fp16(self.artifact.file(FAST))
-            except Fp16Unavailable as exc:
-                raise ArtifactError(str(exc)) from None
+            except Fp16Unavailable as exc:  # serve, in fp32, rather than refuse the model
+                log.warning("%s: %s; serving fp32", self.name, exc, extra={"model": self.name})
+                self.precision = "fp32"
         # Building a session of a large unrolled graph takes seconds, mostly outside the GIL: build both at once.
         with ThreadPoolExecutor(max_workers=2) as pool:
             built = pool.map(
@@ -144,7 +146,6 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
             )
             self.sessions = dict(zip((FAST, DIAGNOSTIC), built, strict=True))
         self._check_io()
-        self.precision: Precision = self.options.precision
         if self.precision == "fp16":
             self._check_fp16(providers)
         log.info(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,17 @@ def test_without_a_gpu_there_are_no_gpu_gauges_and_the_scrape_still_works() -> N
     names = {family.name for family in Metrics().registry.collect()}
     assert "lnserve_request_success" in names
     assert not {name for name in names if name.startswith("lnserve_gpu")}
+
+
+def test_without_onnx_fp16_is_declined_with_a_warning_and_the_model_served_in_fp32(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    build_artifact(tmp_path / "models", "tiny-x", np.eye(4, 2), np.zeros(2))  # onnx is needed to write it
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as in the CPU image, which has no onnx
+    folder = tmp_path / "models" / "tiny" / "artifacts" / "tiny-x"
+    runtime = TINY.runtime(Artifact(folder, read(folder / "sidecar.json")), RuntimeOptions("cpu", 1, "fp16"))
+    runtime.load()
+    assert runtime.precision == "fp32"
+    assert "fp16 needs the onnx package" in caplog.text and "serving fp32" in caplog.text
+    y = runtime.run_graph(False, {"x": np.array([[3.0, -1.0, 0.5, 2.0]], np.float32)}, ["y"])[0][0]
+    assert y.shape == (1, 2) and np.isfinite(y).all()

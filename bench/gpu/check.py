@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -67,13 +68,17 @@ def run_stage(stage: Stage, work: Path, limit_s: float, log: Path) -> dict[str, 
     with log.open("a", encoding="utf-8") as out:
         out.write(f"\n===== stage {stage.name} (limit {limit_s:.0f} s): {' '.join(command)}\n")
         out.flush()
+        # Its own process group: a stage stopped at its limit takes its servers and workers with it.
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
-            done = subprocess.run(
-                command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=limit_s
-            )
-            status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
+            code = process.wait(timeout=limit_s)
+            status = "ok" if code == 0 else f"failed (exit {code})"
         except subprocess.TimeoutExpired:
             status = "timed out (partial results kept)"
+        finally:
+            stop_group(process)
     outcome: dict[str, Any] = {"status": status, "seconds": time.monotonic() - started}
     if stage.name == "tests":
         tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-40:]
@@ -87,6 +92,21 @@ def run_stage(stage: Stage, work: Path, limit_s: float, log: Path) -> dict[str, 
     if status != "ok":
         outcome["note"] = _last_error(log)
     return outcome
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the stage's process group (the HTTP servers drain and stop), SIGKILL to what is left after 10 s."""
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:  # the whole group is gone
+            return
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM:
+            time.sleep(0.5)  # the stage is gone; give its children a moment before the SIGKILL sweep
 
 
 def _last_error(log: Path) -> str:

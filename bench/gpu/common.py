@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.artifacts import KINDS, Artifact, default_artifact
+from bench.artifacts import KINDS, default_artifact
+from service.runtime.base import Artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS = ROOT / ".gpu" / "weights"

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from bench.artifacts import KINDS, Artifact, prepared_runtime
+from bench.artifacts import KINDS, prepared_runtime
 from bench.gpu.common import SERVED_VARIANT, WEIGHTS, Results, artifacts, point, require_cuda, shape_of
 from bench.gpu.latency import ort_variants, shapes, torch_eager
 from bench.gpu.torch_weights import load
 from bench.timing import interleaved, median_ms
 from models.sidecar import FAST
+from service.runtime.base import Artifact
 from service.runtime.precision import relative_error
 from service.runtime.sessions import CudaSession
 

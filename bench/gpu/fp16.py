@@ -16,6 +16,7 @@ import numpy as np
 from bench.artifacts import KINDS
 from bench.gpu.common import Results, artifacts, require_cuda, stage_args
 from models.sidecar import FAST
+from service.errors import LnserveError
 from service.kinds import AnyKind, Job
 from service.runtime.base import Runtime, RuntimeOptions
 from service.runtime.precision import relative_error
@@ -24,29 +25,48 @@ BODIES = 1024  # the chatbot's bench bodies are its validation utterances (509 n
 BATCH = 32
 
 
-def outputs(kind: AnyKind, runtime: Runtime[Any, Any], jobs: list[Job[Any]]) -> dict[str, np.ndarray]:
-    """Every declared output of every job, rows concatenated (batches of BATCH, the last one padded on CUDA)."""
+def outputs(
+    kind: AnyKind, runtime: Runtime[Any, Any], jobs: list[Job[Any]]
+) -> list[dict[str, np.ndarray] | str]:
+    """Per job: every declared output, or the error one of its items got (batches of BATCH, the last one padded on
+    CUDA)."""
     items = [item for job in jobs for item in job.items]
     outcomes = [
         o
         for start in range(0, len(items), BATCH)
         for o in runtime.predict(items[start : start + BATCH], False)
     ]
-    tensors: dict[str, list[np.ndarray]] = {}
+    answers: list[dict[str, np.ndarray] | str] = []
     for job in jobs:
-        answers, outcomes = outcomes[: len(job.items)], outcomes[len(job.items) :]
-        for name, value in kind.to_tensors(runtime, job, answers).items():
-            tensors.setdefault(name, []).append(value)
-    return {name: np.concatenate(values) for name, values in tensors.items()}
+        mine, outcomes = outcomes[: len(job.items)], outcomes[len(job.items) :]
+        errors = [str(o) for o in mine if isinstance(o, LnserveError)]
+        predictions = [o for o in mine if not isinstance(o, LnserveError)]
+        answers.append(errors[0] if errors else kind.to_tensors(runtime, job, predictions))
+    return answers
 
 
-def compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, ref in reference.items():
+def compare(
+    reference: list[dict[str, np.ndarray] | str], other: list[dict[str, np.ndarray] | str]
+) -> dict[str, Any]:
+    """Text outputs: how many rows are identical; float outputs: the relative error; over the jobs both answered."""
+    both = [
+        (r, o)
+        for r, o in zip(reference, other, strict=True)
+        if not isinstance(r, str) and not isinstance(o, str)
+    ]
+    out: dict[str, Any] = {
+        "errors": {
+            "reference": sum(isinstance(r, str) for r in reference),
+            "this": sum(isinstance(o, str) for o in other),
+        }
+    }
+    for name in both[0][0] if both else []:
+        ref = np.concatenate([r[name] for r, _ in both])
+        got = np.concatenate([o[name] for _, o in both])
         if ref.dtype == np.object_:
-            out[name] = {"identical": int((ref == other[name]).sum()), "of": len(ref)}
+            out[name] = {"identical": int((ref == got).sum()), "of": len(ref)}
         else:
-            out[name] = {"rel_error": relative_error([ref], [other[name]])}
+            out[name] = {"rel_error": relative_error([ref], [got])}
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from bench.artifacts import KINDS, Artifact, bench_items, prepared_runtime
+from bench.artifacts import KINDS, bench_items, prepared_runtime
 from bench.gpu.common import (
     BATCHES,
     WEIGHTS,
@@ -31,7 +31,7 @@ from bench.gpu.common import (
 from bench.gpu.torch_weights import load
 from bench.timing import interleaved, median_ms
 from models.sidecar import DIAGNOSTIC, FAST
-from service.runtime.base import Runtime
+from service.runtime.base import Artifact, Runtime
 from service.runtime.precision import FP16_TOLERANCE, relative_error, to_fp16
 from service.runtime.providers import CPU, session_options
 from service.runtime.sessions import CudaSession

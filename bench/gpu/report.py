@@ -210,10 +210,15 @@ def compile_table(results: dict[str, Any]) -> str:
 
 def fp16_table(results: dict[str, Any]) -> str:
     def describe(outputs: dict[str, Any]) -> str:
-        return "; ".join(
-            f"{n}: {o['identical']}/{o['of']} identical" if "identical" in o else f"{n}: {o['rel_error']:.1e}"
-            for n, o in outputs.items()
-        )
+        parts = []
+        for name, o in outputs.items():
+            if "identical" in o:
+                parts.append(f"{name}: {o['identical']}/{o['of']} identical")
+            elif "rel_error" in o:
+                parts.append(f"{name}: {o['rel_error']:.1e}")
+            elif name == "errors" and any(o.values()):
+                parts.append(f"items failed: {o['reference']} on the CPU, {o['this']} here")
+        return "; ".join(parts)
 
     return _table(
         ["model", "runtime", "items", "served as", "load parity", "graphs", "warm-up s", "against CPU fp32"],
@@ -335,7 +340,7 @@ def render(results: dict[str, Any]) -> str:
         ),
         "",
     ]
-    return "\n".join(head) + "\n".join(_section(title, draw, results) for title, draw in SECTIONS)
+    return "\n".join(head) + "\n" + "\n".join(_section(title, draw, results) for title, draw in SECTIONS)
 
 
 def main() -> None:

@@ -27,8 +27,9 @@ import onnxruntime as ort
 import torch
 from onnx import numpy_helper
 
-from bench.artifacts import KINDS, Artifact, default_artifact, feeds_for, kind_of
+from bench.artifacts import KINDS, default_artifact, feeds_for, kind_of
 from models.sidecar import FAST
+from service.runtime.base import Artifact
 
 PARITY = 1e-4  # max |torch - ORT| / max |ORT| for the recovered weights
 

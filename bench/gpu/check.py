@@ -138,11 +138,23 @@ def publish(out: Path, merged: dict[str, Any]) -> None:
     (out / "report.md").write_text(report, encoding="utf-8")
 
 
+def keep_server_logs(work: Path, out: Path, limit: int = 2**20) -> None:
+    """The last MiB of each server's log from stage `load`, beside the report (what the service said on the GPU)."""
+    for log in sorted((work / "servers").glob("*.log")):
+        data = log.read_bytes()[-limit:]
+        (out / f"server-{log.stem}.log").write_bytes(data)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, required=True, help="report.md, results.json and log.txt go here")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="report.md, results.json, log.txt and the servers' logs go here",
+    )
     parser.add_argument("--seconds", type=float, default=480.0, help="for every stage together")
     parser.add_argument(
         "--stages", nargs="+", default=[s.name for s in STAGES], choices=[s.name for s in STAGES]
@@ -151,7 +163,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(os.environ.get("GPU_CHECK_WORK", "/tmp/lnserve-gpu-check"))
     work.mkdir(parents=True, exist_ok=True)
-    for stale in work.glob("*.json"):  # an earlier run on this machine
+    for stale in [*work.glob("*.json"), *work.glob("servers/*.log")]:  # an earlier run on this machine
         stale.unlink()
     prepared = ROOT / ".gpu" / "prepared.json"
     meta = {
@@ -172,6 +184,7 @@ def main() -> None:
             stages[stage.name] = run_stage(stage, work, limit, args.out / "log.txt")
             spare = max(0.0, limit - stages[stage.name]["seconds"])
         publish(args.out, merge(work, meta, stages))
+        keep_server_logs(work, args.out)
         print(
             f"stage {stage.name}: {stages[stage.name]['status']} ({stages[stage.name]['seconds']:.0f} s)",
             flush=True,

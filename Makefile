@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint train image test-container bench gpu-prepare clean
+.PHONY: venv run test lint train image test-container bench screenshots gpu-prepare clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,8 @@ test: $(STAMP)
 	# promtool and the Prometheus server for the metrics and monitoring tests (Debian package; skipped tests say so
 	# where it cannot be installed).
 	-scripts/ensure-prometheus.sh
+	# Debian's chromium for the inspector's browser tests (driven by Playwright from the [dev] extra).
+	-scripts/ensure-chromium.sh
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
@@ -62,6 +64,12 @@ bench: $(STAMP)
 	$(PY) -m bench.model_latency --threads 0 1
 	$(PY) -m bench.http_load
 	$(PY) -m bench.stats_overhead
+	$(PY) -m bench.drift_demo
+
+# The inspector screenshots in docs/ (and the README): a real server, drift-demo traffic, Debian's chromium.
+screenshots: $(STAMP)
+	scripts/ensure-chromium.sh
+	$(PY) scripts/inspector_screenshot.py
 
 # Everything the GPU check (bench/gpu/README.md) carries to a GPU host, in git-ignored folders, and its call plan.
 gpu-prepare: $(STAMP)

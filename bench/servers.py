@@ -18,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
+PIDS: dict[str, int] = {}  # base URL -> pid of the server started for it
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,19 @@ def _started(spec: ServerSpec, log_dir: Path) -> Iterator[tuple[str, subprocess.
         proc = subprocess.Popen(
             spec.command(port), cwd=ROOT, env=clean_env(spec.env), stdout=out, stderr=subprocess.STDOUT
         )
+    url = f"http://{HOST}:{port}"
+    PIDS[url] = proc.pid
     try:
-        yield f"http://{HOST}:{port}", proc, log
+        yield url, proc, log
     finally:
         _stop(proc)
+        PIDS.pop(url, None)
+
+
+def cpu_seconds(url: str) -> float:
+    """CPU time (user + system, every thread) the server at ``url`` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{PIDS[url]}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager

@@ -12,6 +12,9 @@ by ``wrk``; and on the rate-0 server, requests with ``return_activations: true``
 per-round ratios (the two runs of a round are adjacent in time), with their range.
 
     .venv/bin/python -m bench.stats_overhead [--seconds 8] [--http-seconds 5] [--rounds 3] [--json out.json]
+
+The HTTP table also gives the server's CPU seconds per answered request against rate 0 (from /proc): on a shared
+machine other processes move throughput by tens of percent between rounds, CPU per request far less.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from bench.artifacts import (
     prepared_runtime,
 )
 from bench.bodies import bodies_for
-from bench.servers import ServerSpec, running
+from bench.servers import ServerSpec, cpu_seconds, running
 from bench.tables import dump_json, header, markdown_table
 from bench.timing import interleaved, median_ms, overhead_pct
 from bench.wrk import Load, require_wrk, run_wrk
@@ -141,27 +144,45 @@ def max_rate(rows: list[dict[str, Any]]) -> float:
 
 def http_rounds(
     cases: dict[str, tuple[str, list[str]]], c: int, seconds: float, rounds: int
-) -> dict[str, list[Load]]:
+) -> tuple[dict[str, list[Load]], dict[str, list[float]]]:
+    """wrk on every case once per round (in a rotated order); also the server's CPU seconds per answered request,
+    which other processes on a shared machine disturb far less than throughput."""
     names = list(cases)
     loads: dict[str, list[Load]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             url, bodies = cases[name]
-            loads[name].append(run_wrk(url, bodies, c, seconds))
-    return loads
+            server = url.rsplit("/v", 1)[0]
+            before = cpu_seconds(server)
+            load = run_wrk(url, bodies, c, seconds)
+            loads[name].append(load)
+            cpu[name].append((cpu_seconds(server) - before) / max(1, load.requests - load.errors))
+    return loads, cpu
+
+
+def paired(base: list[float], other: list[float]) -> tuple[float, float, float]:
+    """Median, min and max over rounds of other / base - 1, in percent."""
+    pcts = [(o / b - 1.0) * 100.0 for b, o in zip(base, other, strict=True)]
+    return statistics.median(pcts), min(pcts), max(pcts)
 
 
 def paired_overhead(base: list[Load], other: list[Load]) -> tuple[float, float, float]:
     """Median, min and max over rounds of the extra time per request (throughput ratio - 1), in percent."""
-    pcts = [(b.ok_per_s / o.ok_per_s - 1.0) * 100.0 for b, o in zip(base, other, strict=True)]
-    return statistics.median(pcts), min(pcts), max(pcts)
+    return paired([o.ok_per_s for o in other], [b.ok_per_s for b in base])
 
 
 def http_part(
-    kinds: list[str], rates: list[float], concurrency: list[int], seconds: float, rounds: int
+    kinds: list[str],
+    rates: list[float],
+    concurrency: list[int],
+    seconds: float,
+    rounds: int,
+    server_threads: int | None = None,
 ) -> tuple[str, dict[str, Any], dict[str, float]]:
-    specs = [ServerSpec("rate 0", {"LNSERVE_ACTIVATION_SAMPLE_RATE": "0"})]
-    specs += [ServerSpec(f"rate {r:g}", {"LNSERVE_ACTIVATION_SAMPLE_RATE": str(r)}) for r in rates]
+    common = {} if server_threads is None else {"LNSERVE_INTRA_OP_THREADS": str(server_threads)}
+    specs = [ServerSpec("rate 0", {**common, "LNSERVE_ACTIVATION_SAMPLE_RATE": "0"})]
+    specs += [ServerSpec(f"rate {r:g}", {**common, "LNSERVE_ACTIVATION_SAMPLE_RATE": str(r)}) for r in rates]
     rows, raw, overheads = [], {}, {}
     with running(specs) as urls:
         for kind in kinds:
@@ -172,11 +193,14 @@ def http_part(
             for url, bodies in cases.values():
                 run_wrk(url, bodies, 16, 1)  # warm-up
             for c in concurrency:
-                loads = http_rounds(cases, c, seconds, rounds)
+                loads, cpu = http_rounds(cases, c, seconds, rounds)
                 raw[f"{endpoint} c={c}"] = {name: [vars(x) for x in xs] for name, xs in loads.items()}
+                raw[f"{endpoint} c={c} cpu_s_per_request"] = cpu
                 for name in list(cases)[1:]:
                     med, lo, hi = paired_overhead(loads["rate 0"], loads[name])
+                    cpu_med, cpu_lo, cpu_hi = paired(cpu["rate 0"], cpu[name])
                     overheads[f"{endpoint} c={c} {name}"] = med
+                    overheads[f"{endpoint} c={c} {name} cpu"] = cpu_med
                     base = statistics.median(x.ok_per_s for x in loads["rate 0"])
                     other = statistics.median(x.ok_per_s for x in loads[name])
                     p50 = statistics.median(x.p50_ms for x in loads[name])
@@ -190,6 +214,7 @@ def http_part(
                             f"{base:.0f}/s",
                             f"{other:.0f}/s ({p50:.1f} / {p99:.1f} ms)",
                             f"{med:+.1f}% ({lo:+.1f} .. {hi:+.1f})",
+                            f"{cpu_med:+.1f}% ({cpu_lo:+.1f} .. {cpu_hi:+.1f})",
                             str(errors),
                         ]
                     )
@@ -201,6 +226,7 @@ def http_part(
             "rate 0 req/s",
             "req/s (p50 / p99)",
             "overhead: median (range) over rounds",
+            "server CPU per request: median (range)",
             "errors",
         ],
         rows,
@@ -225,6 +251,12 @@ def main() -> None:
         "--threads", type=int, default=0, help="ORT threads at model level (0: the service's)"
     )
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument(
+        "--server-threads",
+        type=int,
+        default=None,
+        help="LNSERVE_INTRA_OP_THREADS of the HTTP servers (1: no spinning threads, so CPU per request is work)",
+    )
     parser.add_argument("--skip-http", action="store_true")
     parser.add_argument("--json", help="also write the raw figures here")
     args = parser.parse_args()
@@ -250,7 +282,9 @@ def main() -> None:
     }
     if not args.skip_http:
         require_wrk()
-        table, raw, overheads = http_part(args.kinds, rates, args.concurrency, args.http_seconds, args.rounds)
+        table, raw, overheads = http_part(
+            args.kinds, rates, args.concurrency, args.http_seconds, args.rounds, args.server_threads
+        )
         print(f"### HTTP (wrk -t1, {args.http_seconds:g} s per case, {args.rounds} rounds)\n\n{table}\n")
         payload |= {"http": raw, "http_overhead_pct": overheads}
     dump_json(args.json, payload)

@@ -1,4 +1,4 @@
-"""Smoke-test a running lnserve: a chat, a forecast, a KServe v2 infer request, an error and /metrics.
+"""Smoke-test a running lnserve: a chat, a forecast, a KServe v2 infer request, an error, /metrics, /inspector.
 
 Standard library only, so it runs against a container or a cluster from any Python 3.11:
     python3 scripts/smoke_requests.py http://127.0.0.1:8000
@@ -144,12 +144,25 @@ def metrics(base: str, chat_model: dict[str, Any]) -> None:
     missing = [
         layer
         for layer in chat_model["layers"]
-        if not values("lnserve_activation", model=artifact, layer=layer, statistic="rms")
+        if sum(values("lnserve_activation_count_total", model=artifact, layer=layer, statistic="rms")) < 1
     ]
-    check(not missing, f"/metrics has no lnserve_activation rms for layers {missing}")
+    check(not missing, f"/metrics counts no rms value for layers {missing}")
     print(
         f"ok metrics: {len(samples)} samples, requests counted and rms of {len(chat_model['layers'])} layers of {artifact}"
     )
+
+
+def inspector(base: str) -> None:
+    """The page and every file it loads are inside the image (package data), none from elsewhere."""
+    status, _, page = call(base, "GET", "/inspector")
+    check(status == 200 and "activation inspector" in page, f"GET /inspector: {status}")
+    assets = re.findall(r'(?:src|href)="(inspector/static/[^"]+)"', page)
+    check(len(assets) == 3, f"the inspector page loads {assets}")
+    for asset in assets:
+        status, _, text = call(base, "GET", "/" + asset)
+        check(status == 200 and len(text) > 100, f"GET /{asset}: {status}")
+    check("http://" not in page and "https://" not in page, "the inspector page refers to another host")
+    print(f"ok inspector: the page and {len(assets)} assets")
 
 
 def main(argv: list[str]) -> int:
@@ -159,6 +172,7 @@ def main(argv: list[str]) -> int:
         forecast(base)
         v2_infer(base)
         metrics(base, chat_model)
+        inspector(base)
     except (CheckFailed, KeyError, TypeError, ValueError, OSError) as exc:
         print(f"FAILED: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -1,121 +1,210 @@
-"""Live activation statistics per model: aggregates of sampled requests, compared with the sidecar's reference.
+"""Live activation statistics per model: mergeable sums of the sampled requests, per second and since start.
 
 Each sampled request contributes one `[n_layers, n_statistics]` matrix (its own statistics from the diagnostic
-graph). The live value of a statistic is the mean of that matrix entry over the samples; a layer's drift is the mean
-over statistics of |live mean - reference mean| / (reference std + eps).
+graph). What is kept per layer and statistic is mergeable, so windows, replicas and Prometheus can add it up: the
+count of finite values, the sums of the positive values, of the magnitudes of the negative ones and of the squares,
+and the counts per reference-decile bin. One `Aggregate` per second of the last `history_s` seconds answers
+`GET /v1/models/{name}/activations?window_s=N`; one since start feeds the Prometheus counters.
+
+The batch worker only queues each batch's rows (`observe`); `fold` adds them up later, on a read or from the data
+plane's aggregation task, so the statistics cost a batch no more than an append.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import threading
-from collections.abc import Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from service.metrics import Metrics
+from service import drift
+from service.drift import N_BINS, ReferenceTable
 from service.runtime.base import Artifact
 
-EPS = 1e-6
+Array = npt.NDArray[np.float64]
+DEFAULT_WINDOW_S = 300  # the window of the API by default, and of the recording rules (5m)
+
+
+@dataclass
+class Aggregate:
+    """Mergeable sums over some requests: [L, S] per layer and statistic, bins [L, S, 10], nonfinite [L]."""
+
+    count: Array
+    positive: Array
+    negative: Array
+    squares: Array
+    bins: Array
+    nonfinite: Array
+    samples: int = 0
+
+    @classmethod
+    def empty(cls, n_layers: int, n_statistics: int) -> Aggregate:
+        shape = (n_layers, n_statistics)
+        zeros = np.zeros
+        return cls(
+            zeros(shape), zeros(shape), zeros(shape), zeros(shape), zeros((*shape, N_BINS)), zeros(n_layers)
+        )
+
+    def add(self, values: Array, reference: ReferenceTable) -> None:
+        """values [N, L, S]: the rows of N requests."""
+        finite = np.isfinite(values)
+        clean = np.where(finite, values, 0.0)
+        self.count += finite.sum(axis=0)
+        self.positive += np.maximum(clean, 0.0).sum(axis=0)
+        self.negative += np.maximum(-clean, 0.0).sum(axis=0)
+        self.squares += (clean * clean).sum(axis=0)
+        one_hot = reference.bin_of(clean)[..., None] == np.arange(N_BINS)  # [N, L, S, 10]
+        self.bins += (one_hot & finite[..., None]).sum(axis=0)
+        self.nonfinite += (~finite).any(axis=2).sum(axis=0)
+        self.samples += len(values)
+
+    def merge(self, other: Aggregate) -> None:
+        for name in ("count", "positive", "negative", "squares", "bins", "nonfinite"):
+            getattr(self, name).__iadd__(getattr(other, name))
+        self.samples += other.samples
+
+    def mean(self) -> Array:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.count > 0, (self.positive - self.negative) / self.count, np.nan)
+
+    def std(self) -> Array:
+        """Spread of the statistic across the requests (population std)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            variance = np.where(self.count > 0, self.squares / self.count, np.nan) - self.mean() ** 2
+        return np.sqrt(np.maximum(variance, 0.0))
+
+
+@dataclass
+class Window:
+    """What one window's sums say: the API payload's numbers."""
+
+    seconds: int
+    aggregate: Aggregate
+    drift: Array = field(init=False)
+    mean_shift: Array = field(init=False)
+    psi: Array = field(init=False)
+    reference: ReferenceTable
+
+    def __post_init__(self) -> None:
+        shift = drift.mean_shift(self.aggregate.mean(), self.reference)
+        self.drift, self.mean_shift, self.psi = drift.layer_drift(
+            shift, drift.psi(self.aggregate.bins, self.reference)
+        )
 
 
 class ActivationMonitor:
-    """Thread-safe running sums for one model; `publish` copies them into the Prometheus gauges."""
+    """Thread-safe: `observe` from the batch worker, `fold` / `window` / `totals` from anywhere."""
 
-    def __init__(self, artifact: Artifact) -> None:
+    def __init__(
+        self, artifact: Artifact, history_s: int = 900, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.model = artifact.name
         self.layers = artifact.layers
         self.statistics = artifact.statistics
-        reference = artifact.sidecar.reference_activations
-        shape = (len(self.layers), len(self.statistics))
-        self._ref_mean = np.full(shape, np.nan)
-        self._ref_std = np.full(shape, np.nan)
-        for i, layer in enumerate(self.layers):
-            for j, stat in enumerate(self.statistics):
-                entry = reference.get(layer.name, {}).get(stat)
-                if entry is not None:
-                    self._ref_mean[i, j] = entry.mean
-                    self._ref_std[i, j] = entry.std
-        self._sum = np.zeros(shape)
-        self._count = np.zeros(shape, dtype=np.int64)
-        self._nonfinite = np.zeros(len(self.layers), dtype=np.int64)
-        self._published_nonfinite = np.zeros(len(self.layers), dtype=np.int64)
-        self._samples = 0
-        self._published_samples = 0
+        self.reference = ReferenceTable.of(artifact)
+        self.history_s = history_s
+        self._clock = clock
+        self._shape = (len(self.layers), len(self.statistics))
+        self._pending: list[tuple[float, Sequence[npt.NDArray[np.float32]]]] = []
+        self._seconds: deque[tuple[int, Aggregate]] = deque()
+        self._total = Aggregate.empty(*self._shape)
+        self._queue_lock = threading.Lock()
         self._lock = threading.Lock()
 
     def observe(self, rows: Sequence[npt.NDArray[np.float32]]) -> None:
-        """Add the `[n_layers, n_statistics]` statistics of each item of a batch."""
-        if not rows:
-            return
-        values = np.asarray(rows, dtype=np.float64)  # (N, n_layers, n_statistics)
-        finite = np.isfinite(values)
+        """Queue the `[n_layers, n_statistics]` statistics of each item of a batch (cheap: the worker's path)."""
+        if rows:
+            with self._queue_lock:  # the clock inside the lock: the queue stays in time order
+                self._pending.append((self._clock(), rows))
+
+    def fold(self) -> None:
+        """Add the queued rows to their seconds and to the totals; forget seconds older than the history."""
+        with self._queue_lock:
+            pending, self._pending = self._pending, []
         with self._lock:
-            self._sum += np.where(finite, values, 0.0).sum(axis=0)
-            self._count += finite.sum(axis=0)
-            self._nonfinite += (~finite).any(axis=2).sum(axis=0)
-            self._samples += len(rows)
+            # one vectorised add per second of traffic, however many batches it had
+            for second, group in itertools.groupby(pending, key=lambda entry: int(entry[0])):
+                batch = Aggregate.empty(*self._shape)
+                rows = [row for _, batch_rows in group for row in batch_rows]
+                batch.add(np.asarray(rows, dtype=np.float64), self.reference)
+                self._second(second).merge(batch)
+                self._total.merge(batch)
+            horizon = int(self._clock()) - self.history_s
+            while self._seconds and self._seconds[0][0] <= horizon:
+                self._seconds.popleft()
 
-    def live(self) -> npt.NDArray[np.float64]:
-        with self._lock, np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self._count > 0, self._sum / np.maximum(self._count, 1), np.nan)
+    def _second(self, second: int) -> Aggregate:
+        """The sums of this second (rows arrive in time order, so it is the last one or a new one)."""
+        if not self._seconds or self._seconds[-1][0] != second:
+            self._seconds.append((second, Aggregate.empty(*self._shape)))
+        return self._seconds[-1][1]
 
-    def drift(self) -> npt.NDArray[np.float64]:
-        """Per layer; NaN until a sample arrived or where the sidecar has no reference."""
-        score = np.abs(self.live() - self._ref_mean) / (np.nan_to_num(self._ref_std, nan=0.0) + EPS)
-        valid = np.isfinite(score)
-        with np.errstate(invalid="ignore"):
-            return np.where(
-                valid.any(axis=1), np.where(valid, score, 0.0).sum(axis=1) / valid.sum(axis=1), np.nan
-            )
-
-    def snapshot(self) -> dict[str, Any]:
-        """The JSON body of `GET /v1/models/{name}/activations`."""
-        live, drift = self.live(), self.drift()
+    def window(self, seconds: int, offset_s: int = 0) -> Window:
+        """The `seconds` seconds that end `offset_s` seconds ago (0: the last ones, the current one included)."""
+        self.fold()
+        total = Aggregate.empty(*self._shape)
+        end = int(self._clock()) - offset_s
         with self._lock:
-            samples, nonfinite = self._samples, self._nonfinite.copy()
+            for at, aggregate in self._seconds:
+                if end - seconds < at <= end:
+                    total.merge(aggregate)
+        return Window(seconds, total, self.reference)
+
+    def totals(self) -> Aggregate:
+        """Since start (a copy): what the Prometheus counters show."""
+        self.fold()
+        with self._lock:
+            copy = Aggregate.empty(*self._shape)
+            copy.merge(self._total)
+        return copy
+
+    def snapshot(self, window_s: int = DEFAULT_WINDOW_S, offset_s: int = 0) -> dict[str, Any]:
+        """The JSON body of `GET /v1/models/{name}/activations?window_s=N&offset_s=M`."""
+        window, totals = self.window(window_s, offset_s), self.totals()
+        live, spread = window.aggregate.mean(), window.aggregate.std()
+        reference = self.reference
         layers = []
         for i, layer in enumerate(self.layers):
+            stats = list(enumerate(self.statistics))
             layers.append(
                 {
                     "index": layer.index,
                     "name": layer.name,
                     "kind": layer.kind,
-                    "drift": _finite_or_none(drift[i]),
-                    "nonfinite": int(nonfinite[i]),
-                    "live": {stat: _finite_or_none(live[i, j]) for j, stat in enumerate(self.statistics)},
+                    "drift": _number(window.drift[i]),
+                    "mean_shift": _number(window.mean_shift[i]),
+                    "psi": _number(window.psi[i]),
+                    "nonfinite": int(window.aggregate.nonfinite[i]),
+                    "nonfinite_total": int(totals.nonfinite[i]),
+                    "live": {stat: _number(live[i, j]) for j, stat in stats},
+                    "live_std": {stat: _number(spread[i, j]) for j, stat in stats},
                     "reference": {
                         stat: {
-                            "mean": _finite_or_none(self._ref_mean[i, j]),
-                            "std": _finite_or_none(self._ref_std[i, j]),
+                            "mean": _number(reference.mean[i, j]),
+                            "std": _number(reference.std[i, j]),
+                            "quantiles": [_number(q) for q in reference.edges[i, j] if math.isfinite(q)],
                         }
-                        for j, stat in enumerate(self.statistics)
+                        for j, stat in stats
                     },
                 }
             )
-        return {"model": self.model, "samples": samples, "statistics": self.statistics, "layers": layers}
-
-    def publish(self, metrics: Metrics) -> None:
-        """Copy the aggregates into the gauges (called at scrape time, so requests never pay for it)."""
-        live, drift = self.live(), self.drift()
-        with self._lock:
-            new_samples = self._samples - self._published_samples
-            new_nonfinite = self._nonfinite - self._published_nonfinite
-            self._published_samples, self._published_nonfinite = self._samples, self._nonfinite.copy()
-        metrics.activation_samples.labels(self.model).inc(new_samples)
-        for i, layer in enumerate(self.layers):
-            metrics.activation_nonfinite.labels(self.model, layer.name).inc(int(new_nonfinite[i]))
-            if np.isfinite(drift[i]):
-                metrics.activation_drift.labels(self.model, layer.name).set(float(drift[i]))
-            for j, stat in enumerate(self.statistics):
-                if np.isfinite(live[i, j]):
-                    metrics.activation.labels(self.model, layer.name, stat).set(float(live[i, j]))
-                if np.isfinite(self._ref_mean[i, j]):
-                    metrics.activation_reference.labels(self.model, layer.name, stat).set(
-                        float(self._ref_mean[i, j])
-                    )
+        return {
+            "model": self.model,
+            "window_s": window_s,
+            "offset_s": offset_s,
+            "samples": window.aggregate.samples,
+            "samples_total": totals.samples,
+            "statistics": self.statistics,
+            "layers": layers,
+        }
 
 
-def _finite_or_none(value: float | np.floating[Any]) -> float | None:
+def _number(value: float | np.floating[Any]) -> float | None:
     return float(value) if np.isfinite(value) else None

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service import __version__
 from service.dataplane import DataPlane
 from service.errors import InternalError, InvalidInput, LnserveError, format_validation_errors
-from service.rest import health, kserve, metrics, models, openai, openapi
+from service.rest import health, inspector, kserve, metrics, models, openai, openapi
 from service.rest.kinds import kind_router
 from service.rest.middleware import RequestIdMiddleware
 from service.settings import Settings
@@ -52,8 +52,10 @@ def create_app(settings: Settings | None = None, plane: DataPlane | None = None)
         kserve.infer_router,
         health.router,
         metrics.router,
+        inspector.router,
     ):
         app.include_router(router)
+    app.mount("/inspector/static", inspector.assets, name="inspector_static")
     openapi.install(app, [*(kind.route.request for kind in kinds), openai.ChatCompletionRequest])
     _add_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)

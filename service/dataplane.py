@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from service.activations import ActivationMonitor
 from service.errors import InvalidInput, LnserveError, ModelNotFound, Unauthorized
 from service.kinds import AnyKind, Job, Registry, TextReplies, registry
-from service.metrics import Metrics
+from service.metrics import ActivationCollector, Metrics
 from service.model import ServedModel
 from service.repository import ModelRepository
 from service.runtime.base import Prediction
@@ -32,6 +33,7 @@ from service.tensors import TensorSpec, bind
 
 log = logging.getLogger(__name__)
 ACTIVATIONS = "activations"
+AGGREGATE_EVERY_S = 1.0
 
 
 @dataclass
@@ -54,17 +56,21 @@ class DataPlane:
         self.repository = ModelRepository(settings, self.kinds, self.metrics, self.executor)
         self._api_key = settings.api_key.get_secret_value().encode() if settings.api_key else None
         self._loading: asyncio.Task[None] | None = None
+        self._aggregating: asyncio.Task[None] | None = None
+        self.metrics.registry.register(ActivationCollector(self.monitors))
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.repository.discover()
         self._loading = asyncio.create_task(self.repository.load_all())
+        self._aggregating = asyncio.create_task(self._aggregate())
         if not self.settings.load_in_background:
             await self._loading
 
     async def stop(self) -> None:
-        if self._loading is not None:
-            self._loading.cancel()
+        for task in (self._loading, self._aggregating):
+            if task is not None:
+                task.cancel()
         await self.repository.stop()
         self.executor.shutdown(wait=True, cancel_futures=True)
 
@@ -177,7 +183,14 @@ class DataPlane:
         return model, reply, n_tokens, extra
 
     # --- monitoring -------------------------------------------------------------------------------------------
-    def publish_activations(self) -> None:
-        for entry in self.repository.entries.values():
-            if entry.served is not None:
-                entry.served.monitor.publish(self.metrics)
+    def monitors(self) -> list[ActivationMonitor]:
+        return [
+            entry.served.monitor for entry in self.repository.entries.values() if entry.served is not None
+        ]
+
+    async def _aggregate(self) -> None:
+        """Fold the queued activation rows every second, off the batch workers (reads fold too)."""
+        while True:
+            await asyncio.sleep(AGGREGATE_EVERY_S)
+            for monitor in self.monitors():
+                await asyncio.to_thread(monitor.fold)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from service.activations import ActivationMonitor
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,71 @@ class GpuCollector(Collector):
         yield utilisation
 
 
+class ActivationCollector(Collector):
+    """The live activation sums since start as counters, read at scrape time (docs/monitoring.md).
+
+    Counters, not gauges, so that PromQL can take any window (`rate`) and add replicas up (`sum`): per model, layer
+    and statistic the count of finite values, the sum of the positive values and of the magnitudes of the negative
+    ones (a counter must not go down) and the counts per reference-decile bin (for PSI); the reference as gauges.
+    """
+
+    def __init__(self, monitors: Callable[[], Iterable[ActivationMonitor]]) -> None:
+        self._monitors = monitors
+
+    def collect(self) -> Iterable[Metric]:
+        stat_labels = ["model", "layer", "statistic"]
+        samples = _counter_family(
+            "activation_samples", "Requests whose statistics were aggregated.", ["model"]
+        )
+        count = _counter_family("activation_count", "Finite values of the statistic aggregated.", stat_labels)
+        positive = _counter_family("activation_positive_sum", "Sum of the positive values.", stat_labels)
+        negative = _counter_family(
+            "activation_negative_sum", "Sum of |value| of the negative values.", stat_labels
+        )
+        bins = _counter_family(
+            "activation_bin",
+            "Values per reference-decile bin: bin 1 is (-inf, q10], bin 10 is (q90, inf).",
+            [*stat_labels, "bin"],
+        )
+        nonfinite = _counter_family(
+            "activation_nonfinite", "Requests with a non-finite statistic.", ["model", "layer"]
+        )
+        ref_mean = _gauge_family(
+            "activation_reference", "Reference mean of the statistic (sidecar).", stat_labels
+        )
+        ref_std = _gauge_family(
+            "activation_reference_std", "Reference std of the statistic (sidecar).", stat_labels
+        )
+        for monitor in self._monitors():
+            totals, reference = monitor.totals(), monitor.reference
+            # plain Python numbers: formatting numpy scalars one by one is several times slower
+            sums = [totals.count.tolist(), totals.positive.tolist(), totals.negative.tolist()]
+            binned, bin_counts = reference.binned.tolist(), totals.bins.tolist()
+            ref = [reference.mean.tolist(), reference.std.tolist()]
+            samples.add_metric([monitor.model], totals.samples)
+            for i, layer in enumerate(monitor.layers):
+                nonfinite.add_metric([monitor.model, layer.name], float(totals.nonfinite[i]))
+                for j, stat in enumerate(monitor.statistics):
+                    labels = [monitor.model, layer.name, stat]
+                    for family, values in zip((count, positive, negative), sums, strict=True):
+                        family.add_metric(labels, values[i][j])
+                    if binned[i][j]:
+                        for b, value in enumerate(bin_counts[i][j], start=1):
+                            bins.add_metric([*labels, str(b)], value)
+                    if math.isfinite(ref[0][i][j]):
+                        ref_mean.add_metric(labels, ref[0][i][j])
+                        ref_std.add_metric(labels, ref[1][i][j])
+        yield from (samples, count, positive, negative, bins, nonfinite, ref_mean, ref_std)
+
+
+def _counter_family(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
+    return CounterMetricFamily(f"lnserve_{name}", doc, labels=labels)
+
+
+def _gauge_family(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"lnserve_{name}", doc, labels=labels)
+
+
 def _nvml_collector() -> GpuCollector | None:
     try:
         import pynvml
@@ -64,7 +132,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         counter, gauge, histogram = self._counter, self._gauge, self._histogram
-        model, endpoint, layer = "model", "endpoint", "layer"
+        model, endpoint = "model", "endpoint"
         self.request_success = counter("request_success", "Successful inference requests.", model, endpoint)
         self.request_failure = counter(
             "request_failure", "Failed inference requests.", model, endpoint, "reason"
@@ -88,25 +156,6 @@ class Metrics:
             "nonfinite_outputs",
             "Items whose output was not finite (answered with an error, never null).",
             model,
-        )
-        self.activation = gauge(
-            "activation",
-            "Live mean of an activation statistic over sampled requests.",
-            model,
-            layer,
-            "statistic",
-        )
-        self.activation_reference = gauge(
-            "activation_reference", "Reference mean of the statistic (sidecar).", model, layer, "statistic"
-        )
-        self.activation_drift = gauge(
-            "activation_drift", "Drift of the live statistics, per layer.", model, layer
-        )
-        self.activation_nonfinite = counter(
-            "activation_nonfinite", "Non-finite statistics seen.", model, layer
-        )
-        self.activation_samples = counter(
-            "activation_samples", "Requests whose statistics were aggregated.", model
         )
         gpu = _nvml_collector()
         if gpu is not None:

@@ -31,11 +31,12 @@ class ServedModel:
         metrics: Metrics,
         sample_rate: float,
         seed: int | None = None,
+        history_s: int = 900,
     ) -> None:
         self.kind = kind
         self.runtime = runtime
         self.name = runtime.name
-        self.monitor = ActivationMonitor(runtime.artifact)
+        self.monitor = ActivationMonitor(runtime.artifact, history_s)
         self.sample_rate = sample_rate
         self._random = random.Random(seed)
         self._compute = {

@@ -164,7 +164,13 @@ class ModelRepository:
         if settings.warmup:
             runtime.warmup(sorted({1, policy.max_batch_size}))
         return ServedModel(
-            entry.kind, runtime, policy, self.executor, self.metrics, settings.activation_sample_rate
+            entry.kind,
+            runtime,
+            policy,
+            self.executor,
+            self.metrics,
+            settings.activation_sample_rate,
+            history_s=settings.activation_history_s,
         )
 
     async def stop(self) -> None:

@@ -87,8 +87,11 @@ class Settings(BaseSettings):
     model_settings: dict[str, ModelSettings] = Field(default_factory=dict)
     """Batching overrides per artifact or kind name (JSON), e.g. `{"chatbot-post": {"max_batch_size": 64}}`."""
 
-    activation_sample_rate: float = Field(default=0.001, ge=0.0, le=1.0)
+    activation_sample_rate: float = Field(default=0.005, ge=0.0, le=1.0)
     """Fraction of batches run through the instrumented graph to feed the live activation aggregates."""
+
+    activation_history_s: int = Field(default=900, ge=1, le=86_400)
+    """Seconds of live activation sums kept per model: the longest `window_s` of `/v1/models/{name}/activations`."""
 
     api_key: SecretStr | None = None
     """When set, every endpoint except health and `/metrics` needs `Authorization: Bearer <api_key>`."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
+from service.activations import DEFAULT_WINDOW_S
+from service.errors import InvalidInput
 from service.repository import ModelEntry
 from service.rest.common import Plane, authorised
 from service.schemas import openapi_errors
@@ -58,10 +61,29 @@ async def get_model(name: str, plane: Plane) -> dict[str, Any]:
     "/v1/models/{name}/activations",
     name="model_activations",
     operation_id="get_model_activations",
-    responses=openapi_errors(404, 503),
+    responses=openapi_errors(404, 422, 503),
 )
-async def model_activations(name: str, plane: Plane) -> dict[str, Any]:
-    """Live aggregates of the sampled traffic, the sidecar's reference and the drift score per layer."""
-    snapshot = plane.model(name).monitor.snapshot()
+async def model_activations(
+    name: str,
+    plane: Plane,
+    window_s: Annotated[
+        int | None,
+        Query(ge=1, le=86_400, description="the last N seconds; default 300 (at most the history kept)"),
+    ] = None,
+    offset_s: Annotated[
+        int, Query(ge=0, le=86_400, description="the window ends this many seconds ago (default 0: now)")
+    ] = 0,
+) -> dict[str, Any]:
+    """Live aggregates of the sampled traffic of the last `window_s` seconds, the sidecar's reference and the
+    drift per layer over that window (docs/monitoring.md)."""
+    monitor = plane.model(name).monitor
+    if window_s is None:
+        window_s = min(DEFAULT_WINDOW_S, monitor.history_s)
+    if window_s + offset_s > monitor.history_s:
+        raise InvalidInput(
+            f"window_s + offset_s: {window_s + offset_s} s is beyond the {monitor.history_s} s of history kept"
+            " (LNSERVE_ACTIVATION_HISTORY_S)"
+        )
+    snapshot = await asyncio.to_thread(monitor.snapshot, window_s, offset_s)
     snapshot["sample_rate"] = plane.settings.activation_sample_rate
     return snapshot

@@ -30,11 +30,14 @@ METRICS = {
     "lnserve_pending_requests",
     "lnserve_model_load_duration_seconds",
     "lnserve_model_ready",
-    "lnserve_activation",
-    "lnserve_activation_reference",
-    "lnserve_activation_drift",
-    "lnserve_activation_nonfinite_total",
     "lnserve_activation_samples_total",
+    "lnserve_activation_count_total",
+    "lnserve_activation_positive_sum_total",
+    "lnserve_activation_negative_sum_total",
+    "lnserve_activation_bin_total",
+    "lnserve_activation_nonfinite_total",
+    "lnserve_activation_reference",
+    "lnserve_activation_reference_std",
     "lnserve_gpu_memory_used_bytes",
     "lnserve_gpu_utilization_ratio",
 }
@@ -68,8 +71,14 @@ def env(c: dict[str, Any]) -> dict[str, str]:
     return {item["name"]: item["value"] for item in c["env"]}
 
 
+def recorded_series() -> set[str]:
+    groups = yaml.safe_load((DEPLOY / "prometheus" / "rules.yaml").read_text())["groups"]
+    return {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
+
+
 def promql_metric_names(expr: str) -> set[str]:
-    """lnserve metric names an expression reads; `{__name__=~"a_(b|c)_d"}` counts as a_b_d and a_c_d."""
+    """lnserve metric names (and recorded `lnserve:` series) an expression reads; `{__name__=~"a_(b|c)_d"}` counts
+    as a_b_d and a_c_d."""
     names: set[str] = set()
     for pattern in re.findall(r'__name__=~"([^"]+)"', expr):
         match = re.fullmatch(r"([^(]*)\(([^)]*)\)(.*)", pattern)
@@ -77,7 +86,7 @@ def promql_metric_names(expr: str) -> set[str]:
         head, alternatives, tail = match.groups()
         names |= {head + alternative + tail for alternative in alternatives.split("|")}
     expr = re.sub(r'__name__=~"[^"]+"', "", expr)
-    names |= set(re.findall(r"\blnserve_[a-z_]+", expr))
+    names |= set(re.findall(r"\blnserve_[a-z_]+", expr)) | set(re.findall(r"\blnserve:[a-z_0-9:]+", expr))
     return {re.sub(r"_(bucket|sum|count)$", "", name) for name in names}
 
 
@@ -190,7 +199,7 @@ def test_alert_rules_cover_the_required_alerts_on_known_metrics() -> None:
         "LnserveNonFiniteActivation",
     }
     for rule in rules:
-        assert promql_metric_names(rule["expr"]) <= METRICS, rule["expr"]
+        assert promql_metric_names(rule["expr"]) <= METRICS | recorded_series(), rule["expr"]
 
 
 def promtool() -> str:
@@ -208,7 +217,7 @@ def test_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
     check = subprocess.run(
         [promtool(), "check", "rules", "rules.yaml"], cwd=rules, capture_output=True, text=True
     )
-    assert check.returncode == 0 and "SUCCESS: 11 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "SUCCESS: 20 rules found" in check.stdout, check.stdout + check.stderr
     unit = subprocess.run(
         [promtool(), "test", "rules", "rules.test.yaml"], cwd=rules, capture_output=True, text=True
     )
@@ -219,18 +228,26 @@ def test_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
     assert config.returncode == 0, config.stdout + config.stderr
 
 
-def test_promtool_unit_tests_catch_a_changed_threshold(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("original", "changed", "failure"),
+    [
+        ("lnserve:activation_drift:5m > 3\n", "lnserve:activation_drift:5m > 10\n", "time: 20m"),
+        ("increase5m >= 100\n", "increase5m >= 10\n", "time: 20m"),  # the guard: the forecaster would fire
+        ("[5m])) + 0.5)\n", "[5m])) + 0.1)\n", "psi"),  # the prior of half a count per bin
+    ],
+)
+def test_promtool_unit_tests_catch_a_changed_drift_rule(
+    tmp_path: Path, original: str, changed: str, failure: str
+) -> None:
     rules = (DEPLOY / "prometheus" / "rules.yaml").read_text()
-    assert "lnserve_activation_drift > 3\n" in rules
-    (tmp_path / "rules.yaml").write_text(
-        rules.replace("lnserve_activation_drift > 3\n", "lnserve_activation_drift > 5\n")
-    )
+    assert original in rules
+    (tmp_path / "rules.yaml").write_text(rules.replace(original, changed))
     shutil.copy(DEPLOY / "prometheus" / "rules.test.yaml", tmp_path)
     unit = subprocess.run(
         [promtool(), "test", "rules", "rules.test.yaml"], cwd=tmp_path, capture_output=True, text=True
     )
     assert unit.returncode == 1
-    assert "alertname: LnserveActivationDrift, time: 25m" in unit.stdout + unit.stderr
+    assert failure in unit.stdout + unit.stderr, unit.stdout + unit.stderr
 
 
 def test_kserve_inferenceservice_runs_the_image_as_its_predictor() -> None:
@@ -253,12 +270,19 @@ def test_grafana_dashboard_queries_only_lnserve_metrics_and_covers_the_topics() 
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             names = promql_metric_names(target["expr"])
-            assert names and names <= METRICS, (panel["title"], target["expr"])
+            assert names and names <= METRICS | recorded_series(), (panel["title"], target["expr"])
             used |= names
     titles = " | ".join(panel["title"] for panel in panels).lower()
     for topic in ("request rate", "latency", "queue time", "batch size", "errors by reason", "drift", "rms"):
         assert topic in titles, topic
-    assert {"lnserve_activation", "lnserve_activation_reference", "lnserve_activation_drift"} <= used
+    assert {
+        "lnserve_activation_positive_sum_total",
+        "lnserve_activation_negative_sum_total",
+        "lnserve_activation_count_total",
+        "lnserve_activation_reference",
+        "lnserve:activation_drift:5m",
+        "lnserve:activation_layer_psi:5m",
+    } <= used
 
 
 def test_dockerfile_has_cpu_and_gpu_targets_and_runs_unprivileged() -> None:

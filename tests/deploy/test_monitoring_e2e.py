@@ -1,7 +1,9 @@
 """The monitoring path for real: `lnserve serve` as a subprocess, Debian's Prometheus server scraping it every
 second with the project's alert rules loaded, chat and forecast traffic, then Prometheus's HTTP API must show the
 requests counted, an activation RMS series for every layer of the default chatbot, the rules evaluating and every
-Grafana dashboard query answering. Bounded in time; both processes are stopped even when an assertion fails."""
+Grafana dashboard query answering; last, the drift demonstration of bench/drift_demo.py must show the windowed drift
+rise and fall in the API and in Prometheus alike. Bounded in time; both processes are stopped even when an assertion
+fails."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import yaml
+
+from bench import drift_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 150.0
@@ -252,7 +256,11 @@ def test_prometheus_sees_the_requests_and_an_rms_series_for_every_chatbot_layer(
         f'sum(increase(lnserve_request_success_total{{job="lnserve", model="{artifact}"}}[1m]))', 1
     )
 
-    rms_expr = f'lnserve_activation{{job="lnserve", model="{artifact}", statistic="rms"}}'
+    selector = f'job="lnserve", model="{artifact}", statistic="rms"'
+    rms_expr = (
+        f"sum by (layer) (lnserve_activation_positive_sum_total{{{selector}}})"
+        f" / sum by (layer) (lnserve_activation_count_total{{{selector}}})"
+    )
 
     def all_layers() -> list[dict[str, Any]] | None:
         result = prometheus.query(rms_expr)
@@ -314,6 +322,7 @@ def test_every_grafana_dashboard_query_runs_and_the_core_panels_have_data(
                 .replace("$__rate_interval", "1m")
                 .replace("$model", ".*")
                 .replace("$statistic", "rms")
+                .replace("$window", "1m")
             )
             results[f"{panel['title']} [{target['refId']}]"] = len(prometheus.query(expr))
     layers = len(default_chatbot["layers"])
@@ -321,6 +330,34 @@ def test_every_grafana_dashboard_query_runs_and_the_core_panels_have_data(
     assert results["Activation RMS: live vs training reference [A]"] >= layers
     assert results["Activation RMS: live vs training reference [B]"] >= layers
     assert results["Live RMS / reference RMS [A]"] >= layers
-    assert results["Drift score by layer [A]"] >= layers
+    assert results["Drift by layer (mean shift + PSI, 5m) [A]"] >= layers
+    assert results["Drift components by layer: mean shift and PSI (5m) [B]"] >= layers
     assert results["Models ready [A]"] >= 2
     print(f"\ndashboard queries: {len(results)} ran, {sum(1 for n in results.values() if n)} returned series")
+
+
+DEMO_WINDOW_S, DEMO_PHASE_S = 4, 5.0
+
+
+def test_windowed_drift_rises_with_shifted_traffic_and_falls_back_in_the_api_and_in_prometheus(
+    lnserve: str, prometheus: Prometheus, default_chatbot: dict[str, Any], traffic: dict[str, Any]
+) -> None:
+    """In-distribution, shifted (other scripts, pasted logs; scaled forecast series with a level jump), then
+    in-distribution again, each phase longer than the window: the drift of the window at the end of each phase,
+    from the API and from the recording rules' expression evaluated by Prometheus over the same window."""
+    rows = drift_demo.run_phases(
+        lnserve, DEMO_WINDOW_S, DEMO_PHASE_S, default_chatbot["artifact"], prometheus.query
+    )
+    print("\n" + drift_demo.table(rows))
+    for model in (default_chatbot["artifact"], "forecaster"):
+        before, shifted, after = (row for row in rows if row["model"] == model)
+        for row in (before, shifted, after):
+            assert row["samples"] >= 20, row  # every request sampled; the window is full
+        for source in (before, before["prometheus"], after, after["prometheus"]):
+            assert source["max"] is not None and source["max"] < 1.0, (model, source)
+        for source in (shifted, shifted["prometheus"]):
+            assert source["max"] > 3.0 and source["median"] > 1.0, (
+                model,
+                source,
+            )  # above the alert threshold
+        assert shifted["prometheus"]["max"] == pytest.approx(shifted["max"], rel=0.25), shifted

@@ -4,6 +4,7 @@ the same batched or alone, and fed into the live aggregates."""
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import numpy as np
@@ -99,36 +100,82 @@ def test_a_requests_statistics_are_the_same_batched_or_alone(client: httpx.Clien
         np.testing.assert_allclose(batched[row], alone, rtol=1e-4, atol=1e-5)
 
 
-def test_live_aggregates_follow_the_requests_that_asked(client: httpx.Client) -> None:
-    # The shared server samples no ordinary traffic, so only return_activations requests feed the aggregates.
-    before = client.get("/v1/models/chatbot-pre/activations").json()
-    texts = ["where is my invoice", "please cancel my subscription"]
+STATS = ("mean", "std", "rms", "abs_mean", "abs_max")
+
+
+def table(snapshot: dict, key: str, sub: str | None = None) -> np.ndarray:
+    return np.array(
+        [
+            [(layer[key][s] if sub is None else layer[key][s][sub]) or 0.0 for s in STATS]
+            for layer in snapshot["layers"]
+        ]
+    )
+
+
+def test_live_aggregates_over_a_window_hold_exactly_the_requests_that_asked(client: httpx.Client) -> None:
+    """The shared server samples no ordinary traffic, so only return_activations requests feed the aggregates;
+    a window of the last few seconds holds only this test's requests, and its drift follows docs/monitoring.md."""
+    time.sleep(2.1)  # nothing of earlier tests in the last 2 seconds
+    texts = ["where is my invoice", "please cancel my subscription", "i was charged twice"]
     for text in texts:
         client.post("/v1/chat", json={"message": text, "model": "chatbot-pre", "return_activations": True})
     client.post("/v1/chat", json={"message": "not sampled", "model": "chatbot-pre"})
-    after = client.get("/v1/models/chatbot-pre/activations").json()
-    assert after["samples"] == before["samples"] + 2
-    assert after["sample_rate"] == 0.0
-    first = after["layers"][0]
-    assert set(first["live"]) == {"mean", "std", "rms", "abs_mean", "abs_max"}
-    assert first["reference"]["rms"]["mean"] is not None and first["drift"] >= 0.0
-    # The new live mean is the old one updated with exactly this test's two samples.
-    stats = ("mean", "std", "rms", "abs_mean", "abs_max")
+    after = client.get("/v1/models/chatbot-pre/activations", params={"window_s": 2}).json()
+    assert (after["window_s"], after["offset_s"], after["samples"]) == (2, 0, 3)
+    assert after["samples_total"] >= 3 and after["sample_rate"] == 0.0
+    rows = np.array([direct_chatbot_activations("chatbot-pre", t)[1] for t in texts], dtype=np.float64)
+    np.testing.assert_allclose(table(after, "live"), rows.mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(table(after, "live_std"), rows.std(axis=0), rtol=1e-3, atol=1e-5)
+    sidecar = json.loads((CHATBOT_ARTIFACTS / "chatbot-pre" / "sidecar.json").read_text())
+    ref = sidecar["reference_activations"]
+    names = [layer["name"] for layer in sidecar["layers"]]
+    ref_mean = np.array([[ref[n][s]["mean"] for s in STATS] for n in names])
+    ref_std = np.array([[ref[n][s]["std"] for s in STATS] for n in names])
+    edges = np.array([[ref[n][s]["quantiles"] for s in STATS] for n in names])  # [L, S, 9]
+    shift = (np.abs(rows.mean(axis=0) - ref_mean) / (ref_std + 1e-6)).mean(axis=1)
+    bins = (rows[..., None] > edges[None]).sum(axis=3)  # [N, L, S] bin index 0..9
+    counts = np.stack([(bins == b).sum(axis=0) for b in range(10)], axis=2)
+    fractions = (counts + 0.5) / (len(texts) + 5)
+    psi = ((fractions - 0.1) * np.log(fractions / 0.1)).sum(axis=2).mean(axis=1)
+    layers = after["layers"]
+    np.testing.assert_allclose([layer["mean_shift"] for layer in layers], shift, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose([layer["psi"] for layer in layers], psi, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose([layer["drift"] for layer in layers], shift + psi, rtol=1e-3, atol=1e-3)
+    assert layers[0]["reference"]["rms"]["quantiles"] == ref[names[0]]["rms"]["quantiles"]
+    assert all(layer["nonfinite"] == 0 for layer in layers)
+    time.sleep(2.1)
+    later = client.get("/v1/models/chatbot-pre/activations", params={"window_s": 2}).json()
+    assert (
+        later["samples"] == 0
+        and later["layers"][0]["drift"] is None
+        and later["layers"][0]["live"]["rms"] is None
+    )
+    earlier = client.get("/v1/models/chatbot-pre/activations", params={"window_s": 3, "offset_s": 2}).json()
+    assert earlier["samples"] == 3
 
-    def table(snapshot: dict, key: str, sub: str | None = None) -> np.ndarray:
-        return np.array(
-            [
-                [(layer[key][s] if sub is None else layer[key][s][sub]) or 0.0 for s in stats]
-                for layer in snapshot["layers"]
-            ]
-        )
 
-    added = np.sum([direct_chatbot_activations("chatbot-pre", t)[1] for t in texts], axis=0)
-    expected = (table(before, "live") * before["samples"] + added) / after["samples"]
-    np.testing.assert_allclose(table(after, "live"), expected, rtol=1e-4, atol=1e-5)
-    ref_mean, ref_std = table(after, "reference", "mean"), table(after, "reference", "std")
-    drift = (np.abs(expected - ref_mean) / (ref_std + 1e-6)).mean(axis=1)
-    np.testing.assert_allclose([layer["drift"] for layer in after["layers"]], drift, rtol=1e-3, atol=1e-3)
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("window_s=0", "query.window_s: Input should be greater than or equal to 1"),
+        (
+            "window_s=ten",
+            "query.window_s: Input should be a valid integer, unable to parse string as an integer",
+        ),
+        (
+            "window_s=900&offset_s=1",
+            "window_s + offset_s: 901 s is beyond the 900 s of history kept (LNSERVE_ACTIVATION_HISTORY_S)",
+        ),
+        ("offset_s=-1", "query.offset_s: Input should be greater than or equal to 0"),
+    ],
+)
+def test_a_bad_window_is_a_422_that_says_why(client: httpx.Client, query: str, error: str) -> None:
+    response = client.get(f"/v1/models/chatbot-pre/activations?{query}")
+    assert response.status_code == 422 and response.json() == {"error": error}
+
+
+def test_the_default_window_is_300_seconds(client: httpx.Client) -> None:
+    assert client.get("/v1/models/forecaster/activations").json()["window_s"] == 300
 
 
 def test_activations_of_an_unknown_model_are_404(client: httpx.Client) -> None:

@@ -222,7 +222,7 @@ def test_metric_values_move_as_requests_are_made(client: httpx.Client) -> None:
     for _ in range(3):
         client.post("/v1/chat", json={"message": "hello"})
     client.post("/v1/chat", json={"message": " "})
-    client.post("/v1/chat", json={"message": "hello", "return_activations": True})
+    sampled = client.post("/v1/chat", json={"message": "hello", "return_activations": True}).json()
     after = client.get("/metrics").text
     assert sample(after, "lnserve_request_success_total", model=model, endpoint="chat") == pytest.approx(
         sample(before, "lnserve_request_success_total", model=model, endpoint="chat") + 4
@@ -248,7 +248,23 @@ def test_metric_values_move_as_requests_are_made(client: httpx.Client) -> None:
     assert sample(after, "lnserve_model_load_duration_seconds", model="forecaster") > 0
     assert sample(after, "lnserve_pending_requests", model=model) == 0.0
     assert sample(after, "lnserve_activation_reference", model=model, layer="embed", statistic="rms") > 0
-    assert 'lnserve_activation_drift{layer="embed",model="' + model + '"}' in after
+    # The sampled request's own statistics went into the counters: one more value, its sum, its decile bin.
+    embed = sampled["activations"]["layers"][0]
+    for stat in ("rms", "mean"):
+        labels = {"model": model, "layer": "embed", "statistic": stat}
+        delta = {
+            name: sample(after, f"lnserve_activation_{name}_total", **labels)
+            - sample(before, f"lnserve_activation_{name}_total", **labels)
+            for name in ("count", "positive_sum", "negative_sum")
+        }
+        assert delta["count"] == 1
+        assert delta["positive_sum"] - delta["negative_sum"] == pytest.approx(embed[stat], rel=1e-5, abs=1e-9)
+        bins = [
+            sample(after, "lnserve_activation_bin_total", **labels, bin=str(b))
+            - sample(before, "lnserve_activation_bin_total", **labels, bin=str(b))
+            for b in range(1, 11)
+        ]
+        assert sorted(bins) == [0] * 9 + [1]
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not on PATH (apt package prometheus)")

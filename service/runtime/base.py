@@ -122,6 +122,8 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
         self.artifact = artifact
         self.options = options
         self.sessions: dict[str, Session] = {}
+        self.precision: Precision = options.precision  # what the fast graph runs in, once loaded
+        self.fp16_error: float | None = None  # its parity with fp32 (`precision.relative_error`), when fp16
 
     @property
     def name(self) -> str:
@@ -130,7 +132,7 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
     def load(self) -> None:
         self.prepare()
         providers = select_providers(self.options.providers)
-        self.precision: Precision = self.options.precision
+        self.precision = self.options.precision
         fast: Model = self.artifact.file(FAST)
         if self.precision == "fp16":
             try:
@@ -148,10 +150,11 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
         self._check_io()
         if self.precision == "fp16":
             self._check_fp16(providers)
+        running = self.sessions[FAST].session.get_providers()[0]
         log.info(
             "loaded %s on %s (%s)",
             self.name,
-            providers[0],
+            running,
             self.precision,
             extra={"model": self.name, "providers": providers},
         )
@@ -166,19 +169,17 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
     def _check_fp16(self, providers: list[str]) -> None:
         """Keep the fp16 fast graph only if it answers the warm-up batches as the fp32 diagnostic graph does."""
         fast, reference = self.sessions[FAST], self.sessions[DIAGNOSTIC]
-        self.fp16_error = max(
+        error = self.fp16_error = max(
             relative_error(reference.run(feeds, fast.output_names), fast.run(feeds, fast.output_names))
             for feeds in (self.feeds(items) for batch in (1, 8) for items in self.warmup_batches(batch))
         )
-        if self.fp16_error <= FP16_TOLERANCE:
-            log.info(
-                "%s: fp16 graph within %.1e of fp32", self.name, self.fp16_error, extra={"model": self.name}
-            )
+        if error <= FP16_TOLERANCE:
+            log.info("%s: fp16 graph within %.1e of fp32", self.name, error, extra={"model": self.name})
             return
         log.warning(
             "%s: the fp16 graph differs from fp32 by %.1e (tolerance %.0e); serving fp32",
             self.name,
-            self.fp16_error,
+            error,
             FP16_TOLERANCE,
             extra={"model": self.name},
         )

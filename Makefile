@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint train image test-container bench screenshots clean
+.PHONY: venv run test lint train image test-container bench screenshots gpu-prepare clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	  echo "installing the local torch==2.13.0 CPU build"; $(PIP) install -q torch==2.13.0; \
 	else echo "no local torch==2.13.0; the [train] extra resolves torch"; fi
 	rm -rf $(VENV)/.torch-probe
-	$(PIP) install -q -e '.[train,dev]'
+	$(PIP) install -q -e '.[train,dev,gpu]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -70,6 +70,10 @@ bench: $(STAMP)
 screenshots: $(STAMP)
 	scripts/ensure-chromium.sh
 	$(PY) scripts/inspector_screenshot.py
+
+# Everything the GPU check (bench/gpu/README.md) carries to a GPU host, in git-ignored folders, and its call plan.
+gpu-prepare: $(STAMP)
+	PY=$(PY) bench/gpu/prepare.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

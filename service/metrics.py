@@ -20,22 +20,33 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class GpuCollector(Collector):
-    """GPU memory and utilisation through NVML, read at scrape time; registered only when NVML sees a GPU."""
+    """GPU memory and utilisation through NVML, read at scrape time; registered only when NVML sees a GPU.
+
+    A GPU that stops answering NVML (driver reset, device lost) drops out of the scrape instead of failing it."""
 
     def __init__(self, nvml: Any, count: int) -> None:
         self._nvml = nvml
         self._count = count
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        memory = GaugeMetricFamily("lnserve_gpu_memory_used_bytes", "GPU memory in use.", labels=["gpu"])
+        used = GaugeMetricFamily("lnserve_gpu_memory_used_bytes", "GPU memory in use.", labels=["gpu"])
+        total = GaugeMetricFamily("lnserve_gpu_memory_total_bytes", "GPU memory in all.", labels=["gpu"])
         utilisation = GaugeMetricFamily(
             "lnserve_gpu_utilization_ratio", "GPU utilisation, 0..1.", labels=["gpu"]
         )
         for index in range(self._count):
-            handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
-            memory.add_metric([str(index)], float(self._nvml.nvmlDeviceGetMemoryInfo(handle).used))
-            utilisation.add_metric([str(index)], self._nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0)
-        yield memory
+            try:
+                handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
+                memory = self._nvml.nvmlDeviceGetMemoryInfo(handle)
+                busy = self._nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0
+            except self._nvml.NVMLError as exc:
+                log.warning("NVML cannot read GPU %d: %s", index, exc)
+                continue
+            used.add_metric([str(index)], float(memory.used))
+            total.add_metric([str(index)], float(memory.total))
+            utilisation.add_metric([str(index)], busy)
+        yield used
+        yield total
         yield utilisation
 
 

@@ -158,7 +158,7 @@ class ModelRepository:
     def _load(self, entry: ModelEntry) -> ServedModel:
         settings, artifact = self.settings, entry.artifact
         verify_files(artifact)
-        runtime = entry.kind.runtime(artifact, RuntimeOptions(settings.providers, settings.intra_op_threads))
+        runtime = entry.kind.runtime(artifact, RuntimeOptions.from_settings(settings))
         runtime.load()
         policy = settings.batch_policy(entry.kind.name, entry.kind.batching, artifact.name)
         if settings.warmup:

@@ -60,7 +60,17 @@ class Settings(BaseSettings):
     """ONNX Runtime providers: `auto` (CUDA when available, else CPU), `cpu`, `cuda`, or a comma list of ORT names."""
 
     intra_op_threads: int = Field(default=0, ge=0)
-    """Threads per ONNX Runtime session; 0 fits them to the machine (the CPU count, at most 8)."""
+    """Threads per ONNX Runtime session; 0 fits them to the machine (the CPU count, at most 8; 1 on CUDA)."""
+
+    precision: Literal["fp32", "fp16"] = "fp32"
+    """`fp16` converts each fast graph to float16 at load (inputs and outputs stay fp32) and serves it only if it
+    matches the fp32 graph within 1e-2 relative; the diagnostic graph stays fp32. Needs the `gpu` extra; for CUDA."""
+
+    cuda_graphs: bool = True
+    """On CUDA, capture the fast graph of every length bucket at power-of-two batch sizes during warm-up."""
+
+    cuda_device_id: int = Field(default=0, ge=0)
+    """The GPU the CUDA provider uses."""
 
     max_batch_size: int = Field(default=32, ge=1, le=1024)
     """Largest batch the dynamic batcher forms for one model."""

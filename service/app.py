@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service import __version__
 from service.dataplane import DataPlane
 from service.errors import InternalError, InvalidInput, LnserveError, format_validation_errors
-from service.rest import health, inspector, kserve, metrics, models, openai, openapi
+from service.rest import health, inspector, kserve, metrics, models, openai, openapi, repository
 from service.rest.kinds import kind_router
 from service.rest.middleware import RequestIdMiddleware
 from service.settings import Settings
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, plane: DataPlane | None = None)
         models.router,
         kserve.router,
         kserve.infer_router,
+        repository.router,
         health.router,
         metrics.router,
         inspector.router,

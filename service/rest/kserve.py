@@ -22,6 +22,7 @@ Handler = Callable[..., Awaitable[Any]]
 
 
 @router.get("/v2", name="server_metadata", operation_id="server_metadata")
+@router.get("/v2/", include_in_schema=False)  # the spec's own spelling
 async def server_metadata() -> dict[str, Any]:
     return {
         "name": "lnserve",
@@ -55,14 +56,20 @@ def versioned(router: APIRouter, method: str, path: str, name: str) -> Callable[
 @versioned(router, "GET", "", "model_metadata")
 async def model_metadata(name: str, plane: Plane, version: str | None = None) -> dict[str, Any]:
     entry = plane.repository.resolve(name, version)
-    inputs, outputs = plane.tensor_specs(name, version)
+    inputs, outputs, opt_in = plane.tensor_specs(name, version)
+    model = plane.repository.models[entry.name]
+    assert entry.kind is not None and entry.artifact is not None  # tensor_specs checked both
     return {
         "name": name,
-        "versions": [entry.artifact.version],
+        "versions": sorted(model.versions, key=int) if version is None else [entry.version],
         "platform": "onnxruntime_onnx",
         "inputs": [spec.metadata() for spec in inputs],
         "outputs": [spec.metadata() for spec in outputs],
+        # Not in `outputs`: a request that names no outputs gets every declared one, and statistics cost the
+        # instrumented graph. Name it in `outputs`, or send the parameter `return_activations: true`.
+        "optional_outputs": [{**opt_in.metadata(), "description": opt_in.description}],
         "artifact": entry.name,
+        "version": entry.version,
         "kind": entry.kind.name,
         "ready": entry.ready,
         **entry.kind.describe(entry.artifact),
@@ -83,12 +90,8 @@ async def infer(name: str, request: Request, version: str | None = None) -> Resp
         raw = await read_body(request, plane.settings.max_body_bytes)
         body, tensors = decode_request(raw, request.headers.get("inference-header-content-length"))
         requested = [output.name for output in body.outputs] if body.outputs else None
-        values = await plane.infer_tensors(call, name, version, tensors, body.parameters, requested)
-        _, outputs = plane.tensor_specs(name, version)
-        datatypes = {spec.name: spec.datatype for spec in outputs}
-        version_ = plane.repository.resolve(name, version).artifact.version
-        content, headers = encode_response(
-            body, name, version_, {k: (datatypes[k], v) for k, v in values.items()}
-        )
+        outputs = await plane.infer_tensors(call, name, version, tensors, body.parameters, requested)
+        assert call.served is not None  # set when the model resolved
+        content, headers = encode_response(body, name, call.served.version, outputs)
     media_type = "application/json" if not headers else "application/octet-stream"
     return Response(content, media_type=media_type, headers=headers)

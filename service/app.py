@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,9 +32,12 @@ def create_app(settings: Settings | None = None, plane: DataPlane | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await plane.start()
+        grpc_server = await _start_grpc(plane)
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(plane.settings.graceful_timeout_s)
             await plane.stop()
 
     app = FastAPI(
@@ -61,6 +65,20 @@ def create_app(settings: Settings | None = None, plane: DataPlane | None = None)
     _add_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+async def _start_grpc(plane: DataPlane) -> Any:
+    """The gRPC server when `LNSERVE_GRPC_PORT` is set (the `grpc` extra)."""
+    settings = plane.settings
+    if settings.grpc_port is None:
+        return None
+    try:
+        from service.rpc import server
+    except ImportError as exc:
+        raise RuntimeError(
+            f"LNSERVE_GRPC_PORT needs the grpc extra (pip install 'lnserve[grpc]'): {exc}"
+        ) from exc
+    return await server.start(plane, settings.host, settings.grpc_port, settings.max_body_bytes)
 
 
 def _error_response(error: LnserveError, status_code: int | None = None) -> JSONResponse:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from service import __version__
 from service.activations import ActivationMonitor
 from service.control import ModelControl
 from service.errors import InvalidInput, LnserveError, ModelNotFound, ModelNotReady, Unauthorized
@@ -133,7 +134,37 @@ class DataPlane:
         job = kind.parse(model.runtime, body)
         return kind.respond(model.runtime, body, job, await model.infer(job))
 
-    # --- KServe v2 tensors ----------------------------------------------------------------------------------------
+    # --- KServe v2 metadata and tensors ---------------------------------------------------------------------------
+    def server_metadata(self) -> dict[str, Any]:
+        return {
+            "name": "lnserve",
+            "version": __version__,
+            "extensions": ["binary_tensor_data", "model_repository"],
+        }
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Open Inference Protocol model metadata, plus the opt-in outputs and the kind's own block."""
+        entry = self.repository.resolve(name, version)
+        inputs, outputs, opt_in = self.tensor_specs(name, version)
+        assert entry.kind is not None and entry.artifact is not None  # tensor_specs checked both
+        return {
+            "name": name,
+            "versions": sorted(self.repository.models[entry.name].versions, key=int)
+            if version is None
+            else [entry.version],
+            "platform": "onnxruntime_onnx",
+            "inputs": [spec.metadata() for spec in inputs],
+            "outputs": [spec.metadata() for spec in outputs],
+            # Not in `outputs`: a request that names no outputs gets every declared one, and statistics cost the
+            # instrumented graph. Name it in `outputs`, or send the parameter `return_activations: true`.
+            "optional_outputs": [{**opt_in.metadata(), "description": opt_in.description}],
+            "artifact": entry.name,
+            "version": entry.version,
+            "kind": entry.kind.name,
+            "ready": entry.ready,
+            **entry.kind.describe(entry.artifact),
+        }
+
     def tensor_specs(
         self, model: str, version: str | None = None
     ) -> tuple[list[TensorSpec], list[TensorSpec], TensorSpec]:

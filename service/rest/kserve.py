@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from service import __version__
 from service.rest.common import Plane, authorised, get_plane, read_body
 from service.schemas import openapi_errors
 from service.v2codec import decode_request, encode_response
@@ -23,12 +22,8 @@ Handler = Callable[..., Awaitable[Any]]
 
 @router.get("/v2", name="server_metadata", operation_id="server_metadata")
 @router.get("/v2/", include_in_schema=False)  # the spec's own spelling
-async def server_metadata() -> dict[str, Any]:
-    return {
-        "name": "lnserve",
-        "version": __version__,
-        "extensions": ["binary_tensor_data", "model_repository"],
-    }
+async def server_metadata(plane: Plane) -> dict[str, Any]:
+    return plane.server_metadata()
 
 
 def versioned(router: APIRouter, method: str, path: str, name: str) -> Callable[[Handler], Handler]:
@@ -55,25 +50,7 @@ def versioned(router: APIRouter, method: str, path: str, name: str) -> Callable[
 
 @versioned(router, "GET", "", "model_metadata")
 async def model_metadata(name: str, plane: Plane, version: str | None = None) -> dict[str, Any]:
-    entry = plane.repository.resolve(name, version)
-    inputs, outputs, opt_in = plane.tensor_specs(name, version)
-    model = plane.repository.models[entry.name]
-    assert entry.kind is not None and entry.artifact is not None  # tensor_specs checked both
-    return {
-        "name": name,
-        "versions": sorted(model.versions, key=int) if version is None else [entry.version],
-        "platform": "onnxruntime_onnx",
-        "inputs": [spec.metadata() for spec in inputs],
-        "outputs": [spec.metadata() for spec in outputs],
-        # Not in `outputs`: a request that names no outputs gets every declared one, and statistics cost the
-        # instrumented graph. Name it in `outputs`, or send the parameter `return_activations: true`.
-        "optional_outputs": [{**opt_in.metadata(), "description": opt_in.description}],
-        "artifact": entry.name,
-        "version": entry.version,
-        "kind": entry.kind.name,
-        "ready": entry.ready,
-        **entry.kind.describe(entry.artifact),
-    }
+    return plane.model_metadata(name, version)
 
 
 @versioned(router, "GET", "/ready", "model_ready")

@@ -61,7 +61,15 @@ def create_app(settings: Settings | None = None, plane: DataPlane | None = None)
     ):
         app.include_router(router)
     app.mount("/inspector/static", inspector.assets, name="inspector_static")
-    openapi.install(app, [*(kind.route.request for kind in kinds), openai.ChatCompletionRequest])
+    openapi.install(
+        app,
+        [
+            *(kind.route.request for kind in kinds),
+            openai.ChatCompletionRequest,
+            repository.IndexRequest,
+            repository.ControlRequest,
+        ],
+    )
     _add_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -3,15 +3,23 @@ and `.../unload` (load and unload only in `LNSERVE_MODEL_CONTROL=explicit`, as T
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from service.rest.common import Plane, authorised
+from service.rest.common import Plane, authorised, json_body_schema, parse, read_body
 from service.schemas import openapi_errors
 
 router = APIRouter(tags=["model-repository"], dependencies=[Depends(authorised)])
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+async def optional_body(request: Request, model: type[BodyT], limit: int) -> BodyT:
+    """The JSON body, or the defaults when there is none (Triton clients send `{}`, `""` or nothing, often
+    without a content type)."""
+    raw = await read_body(request, limit)
+    return parse(raw, model) if raw.strip() else model()
 
 
 class IndexRequest(BaseModel):
@@ -37,27 +45,27 @@ class IndexEntry(BaseModel):
     operation_id="repository_index",
     response_model=list[IndexEntry],
     response_model_exclude_none=True,
-    responses=openapi_errors(401),
+    responses=openapi_errors(401, 422),
+    openapi_extra=json_body_schema(IndexRequest),
 )
-async def repository_index(
-    plane: Plane, body: Annotated[IndexRequest | None, Body()] = None
-) -> list[dict[str, Any]]:
+async def repository_index(request: Request, plane: Plane) -> list[dict[str, Any]]:
     """Every model of the repository, one row per version, with its state and the reason when not ready."""
-    return plane.repository.index(ready_only=body is not None and body.ready)
+    body = await optional_body(request, IndexRequest, plane.settings.max_body_bytes)
+    return plane.repository.index(ready_only=body.ready)
 
 
 @router.post(
     "/v2/repository/models/{name}/load",
     name="repository_model_load",
     operation_id="repository_model_load",
-    responses=openapi_errors(400, 401, 403, 404),
+    responses=openapi_errors(400, 401, 403, 404, 422),
+    openapi_extra=json_body_schema(ControlRequest),
 )
-async def load(
-    name: str, plane: Plane, body: Annotated[ControlRequest | None, Body()] = None
-) -> dict[str, Any]:
+async def load(name: str, request: Request, plane: Plane) -> dict[str, Any]:
     """Load the model, or reload it: the new sessions are built and warmed while the old ones serve, then
     switched in one step; the old ones are drained, then freed. 400 with the reason when a version failed (what
     served before still serves)."""
+    await optional_body(request, ControlRequest, plane.settings.max_body_bytes)
     model = await plane.control.load(name)
     return {"name": name, "versions": sorted(model.versions, key=int), "state": "READY"}
 
@@ -66,11 +74,11 @@ async def load(
     "/v2/repository/models/{name}/unload",
     name="repository_model_unload",
     operation_id="repository_model_unload",
-    responses=openapi_errors(401, 403, 404),
+    responses=openapi_errors(401, 403, 404, 422),
+    openapi_extra=json_body_schema(ControlRequest),
 )
-async def unload(
-    name: str, plane: Plane, body: Annotated[ControlRequest | None, Body()] = None
-) -> dict[str, Any]:
+async def unload(name: str, request: Request, plane: Plane) -> dict[str, Any]:
     """Stop serving every version of the model: out of routing at once, then drained and freed."""
+    await optional_body(request, ControlRequest, plane.settings.max_body_bytes)
     await plane.control.unload(name)
     return {"name": name, "state": "UNAVAILABLE"}

@@ -113,5 +113,6 @@ def test_a_request_past_its_timeout_gets_504_with_a_clear_message(tmp_path: Path
         "error": "model chatbot-peri did not answer within the request timeout of 0.1 s"
     }
     assert (
-        'lnserve_request_failure_total{endpoint="chat",model="chatbot-peri",reason="timeout",version="1"} 1.0' in metrics
+        'lnserve_request_failure_total{endpoint="chat",model="chatbot-peri",reason="timeout",version="1"} 1.0'
+        in metrics
     )

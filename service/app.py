@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
@@ -40,7 +41,8 @@ def create_app(settings: Settings | None = None, plane: DataPlane | None = None)
                 await grpc_server.stop(plane.settings.graceful_timeout_s)
             await plane.stop()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the package's own copies: /docs and /redoc work without internet access.
+    app = FastAPIOffline(
         title="lnserve",
         version=__version__,
         description="LayerNorm models on ONNX Runtime: chat intents, forecasts, activation statistics.",

@@ -74,6 +74,10 @@ def create_app(settings: Settings | None = None, plane: DataPlane | None = None)
     )
     _add_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    if plane.tracing.on:  # outermost: the access log line and everything below run inside the request span
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        app.add_middleware(OpenTelemetryMiddleware)
     return app
 
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.errors import InternalError, LnserveError, QueueFull, RequestTimeout
 from service.metrics import Metrics
+from service.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class _Pending(Generic[ItemT, OutT]):
     wants_statistics: bool
     future: asyncio.Future[OutT]
     enqueued: float = field(default_factory=time.perf_counter)
+    trace: Any = None  # the request's trace context, with tracing on
 
 
 RunBatch = Callable[[list[ItemT], list[bool]], list[OutT | LnserveError]]
@@ -68,6 +70,7 @@ class DynamicBatcher(Generic[ItemT, OutT]):
         metrics: Metrics,
         batch_key: Callable[[ItemT], Hashable] | None = None,
         version: str = "1",
+        tracing: Tracing | None = None,
     ) -> None:
         self.model = model
         self.policy = policy
@@ -77,6 +80,7 @@ class DynamicBatcher(Generic[ItemT, OutT]):
         self._queues: dict[Hashable, deque[_Pending[ItemT, OutT]]] = {}
         self._waiting = 0  # submitted and not yet handed to the runtime
         self._running = False  # a batch is in the runtime
+        self._tracing = tracing if tracing is not None and tracing.on else None
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._pending_gauge = metrics.pending_requests.labels(model, version)
@@ -115,7 +119,10 @@ class DynamicBatcher(Generic[ItemT, OutT]):
                 {"Retry-After": str(self.policy.retry_after_s)},
             )
         loop = asyncio.get_running_loop()
-        pending = [_Pending[ItemT, OutT](item, wants_statistics, loop.create_future()) for item in items]
+        trace = self._tracing.context() if self._tracing is not None else None
+        pending = [
+            _Pending[ItemT, OutT](item, wants_statistics, loop.create_future(), trace=trace) for item in items
+        ]
         for entry in pending:
             self._queues.setdefault(self._key(entry.item), deque()).append(entry)
         self._waiting += len(items)
@@ -184,6 +191,10 @@ class DynamicBatcher(Generic[ItemT, OutT]):
                 outcomes = [error] * len(batch)
             finally:
                 self._running = False
+            if self._tracing is not None:
+                diagnostic = any(getattr(o, "activations", None) is not None for o in outcomes)
+                requests = {id(e.trace): (e.trace, e.enqueued) for e in batch}.values()  # one per request
+                self._tracing.batch(requests, started, time.perf_counter(), len(batch), diagnostic)
             for entry, outcome in zip(batch, outcomes, strict=True):
                 if entry.future.done():
                     continue

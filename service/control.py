@@ -33,15 +33,22 @@ from service.repository import (
 )
 from service.runtime.base import Artifact, ArtifactError, RuntimeOptions
 from service.settings import Settings
+from service.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
 
 class ModelControl:
     def __init__(
-        self, settings: Settings, repository: ModelRepository, metrics: Metrics, executor: Executor
+        self,
+        settings: Settings,
+        repository: ModelRepository,
+        metrics: Metrics,
+        executor: Executor,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
+        self.tracing = tracing
         self.repository = repository
         self.metrics = metrics
         self.executor = executor
@@ -224,6 +231,7 @@ class ModelControl:
             self.metrics,
             settings.activation_sample_rate,
             history_s=settings.activation_history_s,
+            tracing=self.tracing,
         )
 
     def _failed(self, entry: ModelVersion, reason: str, files: Fingerprint) -> str:

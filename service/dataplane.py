@@ -32,6 +32,7 @@ from service.runtime.base import Prediction
 from service.schemas import activations_payload
 from service.settings import Settings
 from service.tensors import TensorSpec, bind
+from service.tracing import Tracing
 
 log = logging.getLogger(__name__)
 ACTIVATIONS = "activations"
@@ -56,8 +57,9 @@ class DataPlane:
         self.metrics = metrics or Metrics()
         # One batch per model runs at a time; the threads are for several models and for loading.
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lnserve-infer")
+        self.tracing = Tracing(settings.tracing)
         self.repository = ModelRepository(settings, self.kinds)
-        self.control = ModelControl(settings, self.repository, self.metrics, self.executor)
+        self.control = ModelControl(settings, self.repository, self.metrics, self.executor, self.tracing)
         self._api_key = settings.api_key.get_secret_value().encode() if settings.api_key else None
         self._loading: asyncio.Task[None] | None = None
         self._aggregating: asyncio.Task[None] | None = None
@@ -113,6 +115,7 @@ class DataPlane:
                 self.metrics.request_success.labels(model, version, endpoint).inc()
             else:
                 self.metrics.request_failure.labels(model, version, endpoint, reason).inc()
+            self.tracing.annotate(model, version, endpoint, reason)
 
     def model(
         self, name: str, version: str | None = None, kind: AnyKind | None = None, call: Call | None = None

@@ -19,6 +19,7 @@ from service.errors import LnserveError, NonFiniteOutput
 from service.kinds import AnyKind, Job
 from service.metrics import Metrics
 from service.runtime.base import Outcome, Prediction, Runtime
+from service.tracing import Tracing
 
 
 class ServedModel:
@@ -32,6 +33,7 @@ class ServedModel:
         sample_rate: float,
         seed: int | None = None,
         history_s: int = 900,
+        tracing: Tracing | None = None,
     ) -> None:
         self.kind = kind
         self.runtime = runtime
@@ -46,7 +48,7 @@ class ServedModel:
         }
         self._nonfinite = metrics.nonfinite_outputs.labels(self.name, self.version)
         self.batcher: DynamicBatcher[Any, Prediction[Any]] = DynamicBatcher(
-            self.name, self.execute, policy, executor, metrics, runtime.batch_key, self.version
+            self.name, self.execute, policy, executor, metrics, runtime.batch_key, self.version, tracing
         )
 
     def start(self) -> None:

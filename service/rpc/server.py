@@ -86,8 +86,13 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
 
 async def start(plane: DataPlane, host: str, port: int, max_message_bytes: int) -> grpc.aio.Server:
+    interceptors: list[Any] = [CallInterceptor(plane)]
+    if plane.tracing.on:  # first: the request span encloses the call
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+        interceptors.insert(0, aio_server_interceptor())  # type: ignore[no-untyped-call]
     server = grpc.aio.server(
-        interceptors=[CallInterceptor(plane)],
+        interceptors=interceptors,
         options=[("grpc.max_receive_message_length", max_message_bytes)],
     )
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane), server)

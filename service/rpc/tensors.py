@@ -1,20 +1,20 @@
 """gRPC tensors both ways: typed `contents` or `raw_input_contents` in, `raw_output_contents` out.
 
-The wire checks are those of the REST decoder (datatype, element count against shape, BYTES length prefixes); what
-a model takes is checked by the data plane against its declared tensors, as for REST.
+The wire checks are the REST decoder's own (datatype, element count against shape, JSON element types, BYTES
+length prefixes); what a model takes is checked by the data plane against its declared tensors, as for REST.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 from tritonclient.grpc import service_pb2 as pb
 
-from service.errors import InvalidInput, format_validation_errors
-from service.tensors import DTYPES, check_elements, element_count
-from service.v2codec import MAX_ELEMENTS, RequestInput, _binary_values, _serialize
+from service.errors import InvalidInput
+from service.tensors import DTYPES
+from service.v2codec import _serialize, decode_request
 
 # The typed field of `InferTensorContents` per datatype (FP16 and BF16 travel as raw bytes only).
 CONTENTS = {
@@ -39,46 +39,41 @@ def parameters(given: Any) -> dict[str, Any]:
 
 
 def decode_inputs(request: pb.ModelInferRequest) -> dict[str, tuple[str, np.ndarray]]:
+    """The inputs as the REST decoder reads them: typed contents become JSON `data`, raw contents the binary
+    extension's bytes after the JSON header, so one decoder checks both protocols alike."""
     raw = list(request.raw_input_contents)
     if raw and len(raw) != len(request.inputs):
         raise InvalidInput(f"raw_input_contents: {len(raw)} entries for {len(request.inputs)} inputs")
-    tensors: dict[str, tuple[str, np.ndarray]] = {}
+    inputs: list[dict[str, Any]] = []
     for index, tensor in enumerate(request.inputs):
-        try:
-            spec = RequestInput(name=tensor.name, shape=list(tensor.shape), datatype=tensor.datatype)
-        except ValidationError as exc:
-            raise InvalidInput(f"inputs.{tensor.name}: {format_validation_errors(exc.errors())}") from None
-        if spec.name in tensors:
-            raise InvalidInput(f"inputs.{spec.name}: given twice")
-        if spec.datatype not in DTYPES:
-            raise InvalidInput(f"inputs.{spec.name}: unsupported datatype {spec.datatype!r}")
-        count = element_count(spec.shape)
-        if count > MAX_ELEMENTS:
-            raise InvalidInput(
-                f"inputs.{spec.name}: shape {spec.shape} has more than {MAX_ELEMENTS} elements"
-            )
-        values = _binary_values(spec, raw[index]) if raw else _contents(spec, tensor.contents)
-        if len(values) != count:
-            raise InvalidInput(f"inputs.{spec.name}: {len(values)} values do not fit shape {spec.shape}")
-        tensors[spec.name] = (
-            spec.datatype,
-            np.array(values, dtype=DTYPES[spec.datatype]).reshape(spec.shape),
-        )
+        entry: dict[str, Any] = {
+            "name": tensor.name,
+            "shape": list(tensor.shape),
+            "datatype": tensor.datatype,
+        }
+        if raw:
+            entry["parameters"] = {"binary_data_size": len(raw[index])}
+        else:
+            entry["data"] = _contents(tensor.name, tensor.datatype, tensor.contents)
+        inputs.append(entry)
+    header = json.dumps({"inputs": inputs}).encode()
+    _, tensors = decode_request(header + b"".join(raw), str(len(header)))
     return tensors
 
 
-def _contents(spec: RequestInput, contents: pb.InferTensorContents) -> Any:
-    field = CONTENTS.get(spec.datatype)
+def _contents(name: str, datatype: str, contents: pb.InferTensorContents) -> list[Any]:
+    field = CONTENTS.get(datatype)
     if field is None:
-        raise InvalidInput(f"inputs.{spec.name}: {spec.datatype} data must come in raw_input_contents")
+        if datatype in DTYPES:
+            raise InvalidInput(f"inputs.{name}: {datatype} data must come in raw_input_contents")
+        return []  # the decoder names the unsupported datatype
     values = list(getattr(contents, field))
-    if spec.datatype == "BYTES":
-        try:
-            values = [value.decode("utf-8") for value in values]
-        except UnicodeDecodeError:
-            raise InvalidInput(f"inputs.{spec.name}: a BYTES element is not UTF-8") from None
-    check_elements(spec.name, spec.datatype, values)
-    return values
+    if datatype != "BYTES":
+        return values
+    try:
+        return [value.decode("utf-8") for value in values]
+    except UnicodeDecodeError:
+        raise InvalidInput(f"inputs.{name}: a BYTES element is not UTF-8") from None
 
 
 def encode_response(

@@ -9,17 +9,7 @@ import pytest
 from playwright.sync_api import Browser, Route, expect
 
 from service.settings import Settings
-from tests.inspector.browser import chromium, ensure_chromium
 from tests.service.helpers import model_folder, serve_in_thread
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    why = ensure_chromium()
-    if why is not None:
-        pytest.skip(f"no chromium for the browser tests: {why}")
-    with chromium() as instance:
-        yield instance
 
 
 @pytest.fixture(scope="module")

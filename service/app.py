@@ -8,16 +8,18 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
 from service.dataplane import DataPlane
 from service.errors import InternalError, InvalidInput, LnserveError, format_validation_errors
-from service.rest import health, inspector, kserve, metrics, models, openai, openapi
+from service.rest import health, inspector, kserve, metrics, models, openai, openapi, repository
 from service.rest.kinds import kind_router
 from service.rest.middleware import RequestIdMiddleware
 from service.settings import Settings
@@ -31,12 +33,16 @@ def create_app(settings: Settings | None = None, plane: DataPlane | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await plane.start()
+        grpc_server = await _start_grpc(plane)
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(plane.settings.graceful_timeout_s)
             await plane.stop()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the package's own copies: /docs and /redoc work without internet access.
+    app = FastAPIOffline(
         title="lnserve",
         version=__version__,
         description="LayerNorm models on ONNX Runtime: chat intents, forecasts, activation statistics.",
@@ -50,16 +56,43 @@ def create_app(settings: Settings | None = None, plane: DataPlane | None = None)
         models.router,
         kserve.router,
         kserve.infer_router,
+        repository.router,
         health.router,
         metrics.router,
         inspector.router,
     ):
         app.include_router(router)
     app.mount("/inspector/static", inspector.assets, name="inspector_static")
-    openapi.install(app, [*(kind.route.request for kind in kinds), openai.ChatCompletionRequest])
+    openapi.install(
+        app,
+        [
+            *(kind.route.request for kind in kinds),
+            openai.ChatCompletionRequest,
+            repository.IndexRequest,
+            repository.ControlRequest,
+        ],
+    )
     _add_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    if plane.tracing.on:  # outermost: the access log line and everything below run inside the request span
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        app.add_middleware(OpenTelemetryMiddleware)
     return app
+
+
+async def _start_grpc(plane: DataPlane) -> Any:
+    """The gRPC server when `LNSERVE_GRPC_PORT` is set (the `grpc` extra)."""
+    settings = plane.settings
+    if settings.grpc_port is None:
+        return None
+    try:
+        from service.rpc import server
+    except ImportError as exc:
+        raise RuntimeError(
+            f"LNSERVE_GRPC_PORT needs the grpc extra (pip install 'lnserve[grpc]'): {exc}"
+        ) from exc
+    return await server.start(plane, settings.host, settings.grpc_port, settings.max_body_bytes)
 
 
 def _error_response(error: LnserveError, status_code: int | None = None) -> JSONResponse:

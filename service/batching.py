@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.errors import InternalError, LnserveError, QueueFull, RequestTimeout
 from service.metrics import Metrics
+from service.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class _Pending(Generic[ItemT, OutT]):
     wants_statistics: bool
     future: asyncio.Future[OutT]
     enqueued: float = field(default_factory=time.perf_counter)
+    trace: Any = None  # the request's trace context, with tracing on
 
 
 RunBatch = Callable[[list[ItemT], list[bool]], list[OutT | LnserveError]]
@@ -67,6 +69,8 @@ class DynamicBatcher(Generic[ItemT, OutT]):
         executor: Executor,
         metrics: Metrics,
         batch_key: Callable[[ItemT], Hashable] | None = None,
+        version: str = "1",
+        tracing: Tracing | None = None,
     ) -> None:
         self.model = model
         self.policy = policy
@@ -75,14 +79,25 @@ class DynamicBatcher(Generic[ItemT, OutT]):
         self._key = batch_key if policy.group_by_key and batch_key is not None else (lambda item: None)
         self._queues: dict[Hashable, deque[_Pending[ItemT, OutT]]] = {}
         self._waiting = 0  # submitted and not yet handed to the runtime
+        self._running = False  # a batch is in the runtime
+        self._tracing = tracing if tracing is not None and tracing.on else None
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._pending_gauge = metrics.pending_requests.labels(model)
-        self._queue_duration = metrics.queue_duration.labels(model)
-        self._batch_size = metrics.batch_size.labels(model)
+        self._pending_gauge = metrics.pending_requests.labels(model, version)
+        self._queue_duration = metrics.queue_duration.labels(model, version)
+        self._batch_size = metrics.batch_size.labels(model, version)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.model}")
+
+    async def drain(self, poll_s: float = 0.005) -> None:
+        """Wait until every item queued so far has been batched and answered (at most the request timeout).
+
+        A model being replaced is drained after the switch: requests resolve the model and submit to its batcher
+        without an await in between, so none can reach this batcher once the switch is made."""
+        deadline = time.perf_counter() + self.policy.timeout_s
+        while (self._waiting > 0 or self._running) and time.perf_counter() < deadline:
+            await asyncio.sleep(poll_s)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -104,7 +119,10 @@ class DynamicBatcher(Generic[ItemT, OutT]):
                 {"Retry-After": str(self.policy.retry_after_s)},
             )
         loop = asyncio.get_running_loop()
-        pending = [_Pending[ItemT, OutT](item, wants_statistics, loop.create_future()) for item in items]
+        trace = self._tracing.context() if self._tracing is not None else None
+        pending = [
+            _Pending[ItemT, OutT](item, wants_statistics, loop.create_future(), trace=trace) for item in items
+        ]
         for entry in pending:
             self._queues.setdefault(self._key(entry.item), deque()).append(entry)
         self._waiting += len(items)
@@ -164,12 +182,19 @@ class DynamicBatcher(Generic[ItemT, OutT]):
                 self._queue_duration.observe(started - entry.enqueued)
             self._batch_size.observe(len(batch))
             items, wants = [e.item for e in batch], [e.wants_statistics for e in batch]
+            self._running = True
             try:
                 outcomes = await loop.run_in_executor(self._executor, self._run_batch, items, wants)
             except Exception as exc:  # a bug or a graph failure: fail this batch, keep serving
                 log.exception("inference failed for a batch of %d on %s", len(batch), self.model)
                 error = InternalError(f"inference failed on model {self.model}: {exc}")
                 outcomes = [error] * len(batch)
+            finally:
+                self._running = False
+            if self._tracing is not None:
+                diagnostic = any(getattr(o, "activations", None) is not None for o in outcomes)
+                requests = {id(e.trace): (e.trace, e.enqueued) for e in batch}.values()  # one per request
+                self._tracing.batch(requests, started, time.perf_counter(), len(batch), diagnostic)
             for entry, outcome in zip(batch, outcomes, strict=True):
                 if entry.future.done():
                     continue

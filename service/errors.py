@@ -53,6 +53,14 @@ class PayloadTooLarge(LnserveError, status=413, reason="too_large"):
     pass
 
 
+class ModelControlDisabled(LnserveError, status=403, reason="forbidden"):
+    """Load / unload asked for while the model control mode is `none` or `poll` (as Triton refuses them)."""
+
+
+class LoadFailed(LnserveError, status=400, reason="load_failed"):
+    """A load or reload that failed (the versions that served before still serve); the message says why."""
+
+
 class ModelNotReady(LnserveError, status=503, reason="not_ready"):
     """Loading, or refused at load (the reason is in the message)."""
 

@@ -13,7 +13,6 @@ from playwright.sync_api import Browser, Page, Request, expect
 from pydantic import SecretStr
 
 from service.settings import Settings
-from tests.inspector.browser import chromium, ensure_chromium
 from tests.service.helpers import model_folder, serve_in_thread
 
 pytestmark = pytest.mark.timeout(300)
@@ -30,15 +29,6 @@ def settings(**overrides: object) -> Settings:
         "log_format": "text",
     }
     return Settings(**(values | overrides))  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    why = ensure_chromium()
-    if why is not None:
-        pytest.skip(f"no chromium for the browser tests: {why}")
-    with chromium() as instance:
-        yield instance
 
 
 @pytest.fixture(scope="module")

@@ -34,13 +34,8 @@ def test_v2_health_and_metadata_through_tritonclient(v2: triton.InferenceServerC
         assert v2.is_model_ready(name)
     metadata = v2.get_model_metadata("chatbot")
     assert metadata["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
-    assert [o["name"] for o in metadata["outputs"]] == [
-        "intent",
-        "confidence",
-        "probabilities",
-        "logits",
-        "activations",
-    ]
+    assert [o["name"] for o in metadata["outputs"]] == ["intent", "confidence", "probabilities", "logits"]
+    assert [o["name"] for o in metadata["optional_outputs"]] == ["activations"]
     assert (
         metadata["artifact"] == default_chatbot()
         and len(metadata["labels"]) == metadata["outputs"][2]["shape"][1]
@@ -75,6 +70,33 @@ def test_v2_chatbot_infer_through_tritonclient(
         assert intents[row] == alone["intent"]
         assert confidence[row] == pytest.approx(alone["confidence"], abs=1e-5)
     assert intents[0] == "reset_password"
+
+
+@pytest.mark.parametrize("model", ["chatbot", "forecaster"])
+def test_v2_infer_naming_no_outputs_returns_every_declared_output_to_tritonclient(
+    v2: triton.InferenceServerClient, model: str
+) -> None:
+    """The Open Inference Protocol: no outputs named = every output the metadata declares (a generic loop)."""
+    metadata = v2.get_model_metadata(model)
+    inputs = []
+    for spec in metadata["inputs"]:
+        if spec["datatype"] == "BYTES":
+            data = np.array(["i forgot my password", "hello"], dtype=np.object_)
+        elif spec["name"] == "series":
+            data = (100 + np.arange(48, dtype=np.float32) % 12).reshape(1, 48).repeat(2, axis=0)
+        else:
+            continue  # optional inputs
+        tensor = triton.InferInput(spec["name"], list(data.shape), spec["datatype"])
+        tensor.set_data_from_numpy(data)
+        inputs.append(tensor)
+    result = v2.infer(model, inputs)
+    for output in metadata["outputs"]:
+        array = result.as_numpy(output["name"])
+        assert array is not None, output["name"]
+        assert array.shape[0] == 2 and array.ndim == len(output["shape"])
+    assert result.as_numpy("activations") is None  # opt-in: only when asked for
+    asked = v2.infer(model, inputs, outputs=[triton.InferRequestedOutput("activations")])
+    assert asked.as_numpy("activations").shape == (2, *metadata["optional_outputs"][0]["shape"][1:])
 
 
 def test_v2_chatbot_accepts_n_by_1_text_and_returns_all_outputs_by_default(client: httpx.Client) -> None:

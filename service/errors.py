@@ -53,6 +53,10 @@ class PayloadTooLarge(LnserveError, status=413, reason="too_large"):
     pass
 
 
+class BodyIncomplete(LnserveError, status=408, reason="incomplete_body"):
+    """The client went away, or was cut off by the body timeout, before its body arrived."""
+
+
 class ModelNotReady(LnserveError, status=503, reason="not_ready"):
     """Loading, or refused at load (the reason is in the message)."""
 
@@ -74,6 +78,7 @@ REASON_BY_STATUS = {
     401: "unauthorized",
     404: "not_found",
     405: "bad_request",
+    408: "incomplete_body",
     413: "too_large",
     422: "bad_request",
     503: "queue_full",

@@ -42,6 +42,7 @@ class ModelEntry:
     error: str | None = None
     served: ServedModel | None = None
     aliases: list[str] = field(default_factory=list)
+    created: int = 0  # the sidecar's mtime when it was found (the folder may move away later)
 
     @property
     def name(self) -> str:
@@ -105,17 +106,23 @@ class ModelRepository:
             try:
                 artifact = read_artifact(sidecar_path)
                 kind = self.kinds.get(artifact.kind)
+                created = int(sidecar_path.stat().st_mtime)
             except (ArtifactError, UnknownKind, OSError) as exc:
                 self._refuse(name, str(exc))
                 self.refused[str(sidecar_path)] = str(exc)
                 continue
-            self.entries[artifact.name] = ModelEntry(artifact, kind)
+            self.entries[artifact.name] = ModelEntry(artifact, kind, created=created)
             self.metrics.model_ready.labels(artifact.name).set(0)
         for kind_dir in sorted(self.settings.model_dir.glob("*/artifacts")):
             self._read_aliases(kind_dir)
         for alias, target in self.aliases.items():
             if target in self.entries:
                 self.entries[target].aliases.append(alias)
+        if not self.entries:
+            log.warning(
+                "no models found in %s (looked for */artifacts/*/sidecar.json); the server will not be ready",
+                self.settings.model_dir,
+            )
         log.info("found models %s, aliases %s", sorted(self.entries), self.aliases)
 
     def _read_aliases(self, artifacts_dir: Path) -> None:

@@ -6,12 +6,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from service.errors import InvalidInput
 
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"
+]  # fmt: skip
 DTYPES: dict[str, Any] = {
     "BOOL": np.bool_,
     "UINT8": np.uint8,
@@ -27,6 +30,8 @@ DTYPES: dict[str, Any] = {
     "FP64": np.float64,
     "BYTES": np.object_,
 }
+
+assert set(get_args(Datatype)) == set(DTYPES)
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class TensorSpec:
         return entry
 
     def check_shape(self, shape: Sequence[int]) -> None:
+        if 0 in shape:
+            raise InvalidInput(f"inputs.{self.name}: shape {list(shape)} holds no values; give at least one")
         if not any(_fits(want, shape) for want in (self.shape, *self.also)):
             allowed = " or ".join(str(list(s)) for s in (self.shape, *self.also))
             raise InvalidInput(

@@ -20,11 +20,10 @@ def describe(entry: ModelEntry, model_id: str) -> dict[str, Any]:
     architecture: dict[str, Any] = {key: sidecar.config.get(key) for key in ARCHITECTURE_KEYS}
     architecture["config"] = sidecar.config
     architecture["layers"] = [layer.model_dump() for layer in sidecar.layers]
-    created = int(entry.artifact.folder.joinpath("sidecar.json").stat().st_mtime)
     return {
         "id": model_id,
         "object": "model",
-        "created": created,
+        "created": entry.created,
         "owned_by": "lnserve",
         "artifact": entry.name,
         "alias_of": entry.name if model_id != entry.name else None,

@@ -1,0 +1,159 @@
+"""Connection limits uvicorn lacks, added at the callbacks of its httptools protocol.
+
+uvicorn closes idle keep-alive connections (`timeout_keep_alive`) but waits forever for a request's headers or
+body, takes any number of connections and any size of headers, and its own `limit_concurrency` answers in plain
+text. Here every connection gets:
+
+- a header deadline: the request line and headers must arrive within `header_timeout_s` of the connection opening
+  or of the previous response (slowloris), else the connection is closed; at most `MAX_HEADER_BYTES` of them
+  (else 431);
+- a body deadline: the body must arrive within `body_timeout_s` of the headers, else 408 and the connection is
+  closed (the handler still reading it sees a disconnect);
+- a cap: a connection opened while `max_connections` are open gets 503 with `Retry-After` to its request and is
+  closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEADER_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    header_timeout_s: float
+    body_timeout_s: float
+    max_connections: int
+    retry_after_s: int
+
+
+def _response(status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> bytes:
+    body = json.dumps({"error": message}).encode()
+    lines = [f"HTTP/1.1 {status} {reason}", "content-type: application/json", f"content-length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    lines.append("connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def protocol(limits: Limits) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with these limits (pass it as `uvicorn.Config(http=...)`)."""
+    refused = _response(
+        503,
+        "Service Unavailable",
+        f"the server holds its maximum of {limits.max_connections} connections; retry later",
+        {"retry-after": str(limits.retry_after_s)},
+    )
+    body_late = _response(
+        408, "Request Timeout", f"the request body did not arrive within {limits.body_timeout_s:g} s"
+    )
+    too_large = _response(
+        431, "Request Header Fields Too Large", f"request headers exceed {MAX_HEADER_BYTES} bytes"
+    )
+
+    class LimitedProtocol(HttpToolsProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._timer: asyncio.TimerHandle | None = None
+            self._header_bytes = 0
+            self._refuse = False
+
+        # --- deadlines ------------------------------------------------------------------------------------
+        def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+            self._disarm()
+            self._timer = self.loop.call_later(delay, callback)
+
+        def _disarm(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _idle(self) -> bool:
+            return self.cycle is None or self.cycle.response_complete
+
+        def _close(self, response: bytes = b"") -> None:
+            """Close now; `response` is written first when no other response has begun on the connection."""
+            if self.transport.is_closing():
+                return
+            cycle = self.cycle
+            if response and (self._idle() or not cycle.response_started):
+                self.transport.write(response)
+            if not self._idle():
+                cycle.disconnected = True  # the handler's receive() now says so, its send() is dropped
+                cycle.message_event.set()
+            self.transport.close()
+
+        def _headers_late(self) -> None:
+            if self._idle():  # no request in flight: this connection is waiting for (the rest of) its headers
+                self._close()
+
+        def _body_late(self) -> None:
+            if self.cycle is not None and self.cycle.more_body:
+                self._close(body_late)
+
+        # --- uvicorn's callbacks (once the connection is closing, the rest of the data is not parsed) ----------
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._refuse = len(self.connections) > limits.max_connections
+            self._arm(limits.header_timeout_s, self._headers_late)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if not self.transport.is_closing():
+                super().data_received(data)
+
+        def send_400_response(self, msg: str) -> None:  # malformed HTTP: the one error shape even here
+            self._close(_response(400, "Bad Request", msg))
+
+        def on_message_begin(self) -> None:
+            self._header_bytes = 0
+            super().on_message_begin()
+
+        def on_url(self, url: bytes) -> None:
+            if self._count(len(url)):
+                super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if self._count(len(name) + len(value)):
+                super().on_header(name, value)
+
+        def _count(self, size: int) -> bool:
+            self._header_bytes += size
+            if self._header_bytes > MAX_HEADER_BYTES:
+                self._close(too_large)
+            return not self.transport.is_closing()
+
+        def on_headers_complete(self) -> None:
+            if self.transport.is_closing():
+                return
+            if self._refuse:
+                self._close(refused)
+                return
+            self._arm(limits.body_timeout_s, self._body_late)  # on_message_complete disarms it
+            super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            if not self.transport.is_closing():
+                super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            if self.transport.is_closing():
+                return
+            self._disarm()
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm(limits.header_timeout_s, self._headers_late)
+
+    return LimitedProtocol

@@ -28,7 +28,7 @@ from service.repository import ModelRepository
 from service.runtime.base import Prediction
 from service.schemas import activations_payload
 from service.settings import Settings
-from service.tensors import TensorSpec, bind
+from service.tensors import TensorSpec, bind, flag
 
 log = logging.getLogger(__name__)
 ACTIVATIONS = "activations"
@@ -150,9 +150,7 @@ class DataPlane:
         if unknown:
             raise InvalidInput(f"outputs: unknown output(s) {unknown}; this model has {declared}")
         job = model.kind.from_tensors(model.runtime, bind(inputs, tensors), parameters)
-        job.activations = bool(parameters.get("return_activations", False)) or ACTIVATIONS in (
-            requested or ()
-        )
+        job.activations = flag(parameters, "return_activations") or ACTIVATIONS in (requested or ())
         answers = await model.infer(job)
         values = model.kind.to_tensors(model.runtime, job, answers)
         if job.activations:

@@ -4,7 +4,7 @@ output once; KServe v2 metadata and the validation of every v2 request are deriv
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -96,6 +96,14 @@ def check_elements(name: str, datatype: str, values: list[Any]) -> None:
 
 
 _NONE = object()
+
+
+def flag(parameters: Mapping[str, Any], name: str, where: str = "parameters") -> bool:
+    """A true/false request parameter (absent: false); `0`, `"yes"` and the like are refused, not guessed at."""
+    value = parameters.get(name, False)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{where}.{name}: must be true or false, got {value!r}")
+    return value
 
 
 def bind(specs: Sequence[TensorSpec], tensors: dict[str, tuple[str, np.ndarray]]) -> dict[str, np.ndarray]:

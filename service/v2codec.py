@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.errors import BadRequest, InvalidInput, NonFiniteOutput, format_validation_errors
 from service.schemas import Int, StrictRequest, Text
-from service.tensors import DTYPES, Datatype, check_elements, element_count
+from service.tensors import DTYPES, Datatype, check_elements, element_count, flag
 
 Parameters = dict[Text, bool | int | float | Text]
 MAX_ELEMENTS = 10_000_000
@@ -152,6 +152,9 @@ def decode_request(
         if errors[0]["type"] == "json_invalid":
             raise BadRequest(f"request body is not valid JSON ({errors[0]['ctx']['error']})") from None
         raise InvalidInput(format_validation_errors(errors)) from None
+    flag(request.parameters, "binary_data_output", "parameters")
+    for index, output in enumerate(request.outputs or []):
+        flag(output.parameters, "binary_data", f"outputs[{index}].parameters")
     binary = body[json_size:]
     tensors: dict[str, tuple[str, np.ndarray]] = {}
     for tensor in request.inputs:
@@ -188,8 +191,8 @@ def decode_request(
 def wants_binary(request: InferenceRequest, name: str) -> bool:
     for output in request.outputs or []:
         if output.name == name:
-            return bool(output.parameters.get("binary_data", False))
-    return bool(request.parameters.get("binary_data_output", False))
+            return flag(output.parameters, "binary_data")
+    return flag(request.parameters, "binary_data_output")
 
 
 def encode_response(

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from service.errors import InvalidInput
 from service.kinds.base import Job, ModelKind, Route
@@ -24,7 +25,20 @@ Quantile = Annotated[float, Field(gt=0.0, lt=1.0)]
 MAX_VALUE = 1e30
 # Forecasts come back in the units of the series and are float32: a bound far below its maximum (3.4e38) keeps
 # every forecast of a series the schema allows finite.
-Value = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_VALUE, le=MAX_VALUE)]
+
+
+def _bounded(value: float) -> float:
+    if abs(value) > MAX_VALUE:
+        raise PydanticCustomError("value_too_large", f"must lie within ±{MAX_VALUE:g}")
+    return value
+
+
+Value = Annotated[
+    float,
+    Field(allow_inf_nan=False),
+    AfterValidator(_bounded),
+    WithJsonSchema({"type": "number", "minimum": -MAX_VALUE, "maximum": MAX_VALUE}),
+]
 
 
 class ForecastRequest(StrictRequest):

@@ -67,8 +67,9 @@ def _whole(value: Any) -> Any:
     return value
 
 
-Int = Annotated[int, BeforeValidator(_whole)]
-"""An integer of a strict request (the JSON number 14.0 included)."""
+Whole = BeforeValidator(_whole)
+"""For the integers of a strict request: `Annotated[int, Field(ge=1), Whole]` (constraints first, or pydantic leaves
+them out of the JSON schema)."""
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 ModelName = Annotated[Text, StringConstraints(min_length=1, max_length=200)]
 

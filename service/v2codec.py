@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.errors import BadRequest, InvalidInput, NonFiniteOutput, format_validation_errors
-from service.schemas import Int, StrictRequest, Text
+from service.schemas import StrictRequest, Text, Whole
 from service.tensors import DTYPES, Datatype, check_elements, element_count, flag
 
 Parameters = dict[Text, bool | int | float | Text]
@@ -27,7 +27,7 @@ class RequestInput(StrictRequest):
     of the binary part of the body."""
 
     name: Text
-    shape: Annotated[list[Annotated[Int, Field(ge=0, le=MAX_ELEMENTS)]], Field(max_length=8)]
+    shape: Annotated[list[Annotated[int, Field(ge=0, le=MAX_ELEMENTS), Whole]], Field(max_length=8)]
     datatype: Datatype
     parameters: Parameters = Field(default_factory=dict)
     data: list[Any] | None = None

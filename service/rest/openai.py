@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 
 from service.errors import BadRequest
 from service.rest.common import get_plane, json_body_schema, json_response, json_value, read_body, validate
-from service.schemas import MESSAGE_MAX, Int, ModelName, StrictRequest, Text, openapi_errors
+from service.schemas import MESSAGE_MAX, ModelName, StrictRequest, Text, Whole, openapi_errors
 
 router = APIRouter(tags=["openai"])
 ENDPOINT = "openai_chat"
@@ -42,6 +42,11 @@ UNSUPPORTED = {
     "web_search_options": "web search",
 }
 HAS_TEXT = r"\S"
+EVENT = {  # one server-sent event (Open API 3.1: `schema` of an event stream describes each event)
+    "type": "object",
+    "properties": {"data": {"type": "string", "description": "a `chat.completion.chunk` as JSON, or `[DONE]`"}},
+    "required": ["data"],
+}
 
 
 def _has_text(text: str) -> str:
@@ -128,10 +133,14 @@ class ChatCompletionRequest(StrictRequest):
     messages: Messages
     stream: bool = False
     stream_options: StreamOptions | None = None
-    n: Int = Field(default=1, ge=1, le=16, description="Identical choices (the reply is deterministic).")
-    max_tokens: Int | None = Field(default=None, ge=1, description="Cut the reply after this many words.")
-    max_completion_tokens: Int | None = Field(
-        default=None, ge=1, description="As `max_tokens`; wins over it."
+    n: Annotated[int, Field(ge=1, le=16), Whole] = Field(
+        default=1, description="Identical choices (the reply is deterministic)."
+    )
+    max_tokens: Annotated[int, Field(ge=1), Whole] | None = Field(
+        default=None, description="Cut the reply after this many words."
+    )
+    max_completion_tokens: Annotated[int, Field(ge=1), Whole] | None = Field(
+        default=None, description="As `max_tokens`; wins over it."
     )
     stop: Text | Annotated[list[Text], Field(max_length=4)] | None = None
     response_format: ResponseFormat | None = None
@@ -140,7 +149,7 @@ class ChatCompletionRequest(StrictRequest):
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
-    seed: Int | None = None
+    seed: Annotated[int, Whole] | None = None
     user: Text | None = None
     store: bool | None = None
     metadata: dict[Text, Text] | None = None
@@ -219,7 +228,7 @@ def shape_reply(reply: str, body: ChatCompletionRequest) -> tuple[str, str]:
     responses={
         200: {
             "model": ChatCompletion,
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": EVENT}},
             "description": "The completion; with `stream: true`, server-sent events ending with `data: [DONE]`.",
         },
         **openapi_errors(400, 401, 404, 408, 413, 422, 503, 504),

@@ -18,7 +18,7 @@ from service.kinds.forecaster.runtime import (
     interpolate_quantiles,
 )
 from service.runtime.base import Artifact, Prediction
-from service.schemas import Activations, Int, ModelName, StrictRequest, activations_payload, narrow
+from service.schemas import Activations, ModelName, StrictRequest, Whole, activations_payload, narrow
 from service.tensors import TensorSpec
 
 Quantile = Annotated[float, Field(gt=0.0, lt=1.0)]
@@ -56,8 +56,8 @@ class ForecastRequest(StrictRequest):
         }
     )  # fmt: skip
     series: Annotated[list[Value], Field(min_length=8, max_length=100_000)]
-    horizon: Annotated[Int, Field(ge=1)] | None = None  # None: the model's maximum horizon
-    season_length: Annotated[Int, Field(ge=1, le=10_000)] | None = None
+    horizon: Annotated[int, Field(ge=1), Whole] | None = None  # None: the model's maximum horizon
+    season_length: Annotated[int, Field(ge=1, le=10_000), Whole] | None = None
     quantiles: Annotated[list[Quantile], Field(min_length=1, max_length=99)] | None = None
     return_activations: bool = False
     model: ModelName = "forecaster"

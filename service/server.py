@@ -7,7 +7,9 @@ ignored: the server keeps serving (a terminal closing, or a supervisor's "reload
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import resource
 import signal
 from types import FrameType
 
@@ -20,13 +22,31 @@ from service.logging import configure_logging
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+FILES_RESERVED = 64  # model files, logs, the listening socket, ONNX Runtime's own
+
+
+def connection_cap(wanted: int) -> int:
+    """`wanted`, or fewer when the process may not open that many files (beyond the cap the server would fail to
+    accept instead of answering 503)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted + FILES_RESERVED:
+        target = (
+            wanted + FILES_RESERVED if hard == resource.RLIM_INFINITY else min(hard, wanted + FILES_RESERVED)
+        )
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft != resource.RLIM_INFINITY and soft < wanted + FILES_RESERVED:
+        log.warning("open-file limit %d: at most %d connections", soft, soft - FILES_RESERVED)
+        return max(1, soft - FILES_RESERVED)
+    return wanted
 
 
 def uvicorn_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
     limits = Limits(
         header_timeout_s=settings.header_timeout_s,
         body_timeout_s=settings.body_timeout_s,
-        max_connections=settings.max_connections,
+        max_connections=connection_cap(settings.max_connections),
         retry_after_s=settings.retry_after_s,
     )
     return uvicorn.Config(

@@ -44,7 +44,9 @@ UNSUPPORTED = {
 HAS_TEXT = r"\S"
 EVENT = {  # one server-sent event (Open API 3.1: `schema` of an event stream describes each event)
     "type": "object",
-    "properties": {"data": {"type": "string", "description": "a `chat.completion.chunk` as JSON, or `[DONE]`"}},
+    "properties": {
+        "data": {"type": "string", "description": "a `chat.completion.chunk` as JSON, or `[DONE]`"}
+    },
     "required": ["data"],
 }
 

@@ -15,15 +15,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import signal
 import statistics
+import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,14 @@ from bench.tables import header
 from bench.wrk import run_wrk
 
 Body = tuple[str, dict[str, Any]]
+JSON = {"content-type": "application/json"}
 SURROGATE = "pass \ud800 word"
 NEAR_MAX = [3.0e38, 3.1e38, 3.2e38, 3.0e38, 3.3e38, 3.0e38, 3.2e38, 3.3e38]
 
 
 @contextmanager
-def serve(**env: str) -> Iterator[tuple[str, int]]:
-    """A `lnserve serve` with these LNSERVE_* settings; yields its URL and pid once it is ready."""
+def serve(**env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A `lnserve serve` with these LNSERVE_* settings; yields its URL and process once it is ready."""
     with (
         tempfile.TemporaryDirectory(prefix="lnserve-reliability-") as logs,
         started(ServerSpec("reliability", env), Path(logs)) as (url, proc, log),
@@ -51,7 +53,7 @@ def serve(**env: str) -> Iterator[tuple[str, int]]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(log.read_text(errors="replace")[-3000:])
             time.sleep(0.5)
-        yield url, proc.pid
+        yield url, proc
 
 
 def rss_mb(pid: int) -> float:
@@ -102,12 +104,29 @@ def poison_bodies() -> list[Body]:
     ]
 
 
-async def drive(
-    url: str, plan: list[tuple[Body, bool]], concurrency: int, seconds: float, seed: int = 0
-) -> list[tuple[bool, int | str, float, float]]:
-    """`concurrency` workers posting random entries of `plan` for `seconds`: (poison, status or error, start, end)."""
-    rng = random.Random(seed)
-    out: list[tuple[bool, int | str, float, float]] = []
+@dataclass
+class Outcome:
+    poison: bool
+    result: int | str  # the status, or the client's error
+    began: float
+    sent: float  # the whole request written to the socket (inf: never)
+    ended: float
+
+
+def sent_at(outcome: Outcome) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpx trace hook noting when the request is written out."""
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event == "http11.send_request_body.complete":
+            outcome.sent = time.monotonic()
+
+    return trace
+
+
+async def drive(url: str, plan: list[tuple[Body, bool]], concurrency: int, seconds: float) -> list[Outcome]:
+    """`concurrency` workers posting random entries of `plan` for `seconds`."""
+    rng = random.Random(0)
+    out: list[Outcome] = []
     stop = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
@@ -115,15 +134,17 @@ async def drive(
         async def worker() -> None:
             while time.monotonic() < stop:
                 (path, body), bad = rng.choice(plan)
-                began = time.monotonic()
+                outcome = Outcome(bad, "", time.monotonic(), float("inf"), 0.0)
+
                 try:
                     response = await http.post(
-                        path, content=encode(body), headers={"content-type": "application/json"}
+                        path, content=encode(body), headers=JSON, extensions={"trace": sent_at(outcome)}
                     )
-                    result: int | str = response.status_code
+                    outcome.result = response.status_code
                 except httpx.HTTPError as exc:
-                    result = type(exc).__name__
-                out.append((bad, result, began, time.monotonic()))
+                    outcome.result = type(exc).__name__
+                outcome.ended = time.monotonic()
+                out.append(outcome)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return out
@@ -131,11 +152,11 @@ async def drive(
 
 def load(args: argparse.Namespace) -> None:
     bodies = bodies_for("/v1/chat")
-    with serve() as (url, pid):
+    with serve() as (url, proc):
         run_wrk(url + "/v1/chat", bodies, args.concurrency, 5)  # warm: pools, buckets, allocator
-        before = rss_mb(pid)
+        before = rss_mb(proc.pid)
         result = run_wrk(url + "/v1/chat", bodies, args.concurrency, args.seconds)
-        after = rss_mb(pid)
+        after = rss_mb(proc.pid)
         metrics = httpx.get(url + "/metrics").text
     ok = result.requests - result.errors
     print(header(f"Load: wrk -t1 -c{args.concurrency} -d{args.seconds:g}s on /v1/chat"))
@@ -156,50 +177,62 @@ def server_errors(metrics: str) -> int:
 
 
 def drain(args: argparse.Namespace) -> None:
+    """wrk keeps `concurrency` connections busy; a few Python clients note exactly which of their requests were
+    written out before the signal, and what became of them."""
     plan = [(body, False) for body in good_bodies() if body[0] == "/v1/chat"]
-    with serve() as (url, pid):
+    with serve() as (url, proc):
 
-        async def scenario() -> tuple[list[tuple[bool, int | str, float, float]], float]:
-            task = asyncio.create_task(drive(url, plan, args.concurrency, args.seconds + 15))
+        async def scenario() -> tuple[list[Outcome], Any, float, float]:
+            wrk = asyncio.create_task(
+                asyncio.to_thread(
+                    run_wrk, url + "/v1/chat", bodies_for("/v1/chat"), args.concurrency, args.seconds + 2
+                )
+            )
+            probes = asyncio.create_task(drive(url, plan, 8, args.seconds + 1))
             await asyncio.sleep(args.seconds)
             signalled = time.monotonic()
-            os.kill(pid, signal.SIGTERM)
-            return await task, signalled
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(proc.wait, 60)
+            exit_s = time.monotonic() - signalled
+            return await probes, await wrk, signalled, exit_s
 
-        results, signalled = asyncio.run(scenario())
-        exited = time.monotonic()
-        while Path(f"/proc/{pid}").exists() and time.monotonic() - exited < 60:
-            time.sleep(0.05)
-        exit_s = time.monotonic() - signalled
-    in_flight = [r for r in results if r[2] < signalled]
-    failed = [r for r in in_flight if r[1] != 200]
-    spanning = [r for r in in_flight if r[3] > signalled]
-    after = Counter(str(r[1]) for r in results if r[2] >= signalled)
-    print(header(f"SIGTERM under load: c={args.concurrency}, signal after {args.seconds:g} s"))
+        results, load, signalled, exit_s = asyncio.run(scenario())
+    sent = [r for r in results if r.sent < signalled]
+    in_flight = [r for r in sent if r.ended > signalled]
+    failed = Counter(str(r.result) for r in sent if r.result != 200)
+    unsent = Counter(str(r.result) for r in results if r.sent >= signalled)
     print(
-        f"- requests started before the signal: {len(in_flight)}, of them still in flight at it: {len(spanning)}"
+        header(
+            f"SIGTERM under load: wrk c={args.concurrency} plus 8 probe clients, signal after {args.seconds:g} s"
+        )
     )
-    print(f"- failed among them: {len(failed)} {Counter(str(r[1]) for r in failed) or ''}")
-    print(f"- requests started after the signal: {sum(after.values())} ({dict(after)}); the server exited after "
-          f"{exit_s:.1f} s")  # fmt: skip
+    print(f"- probe requests sent before the signal: {len(sent)}; in flight at it: {len(in_flight)}; "
+          f"failed: {sum(failed.values())} {dict(failed) or ''}")  # fmt: skip
+    for r in sorted((r for r in sent if r.result != 200), key=lambda r: r.sent)[:5]:
+        print(f"  - failed: sent {r.sent - signalled:+.3f} s, ended {r.ended - signalled:+.3f} s: {r.result}")
+    print(f"- probe requests not sent before it: {sum(unsent.values())} {dict(unsent)}")
+    print(f"- wrk: {load.requests} answers, non-2xx {load.status}, read errors (an answer cut off) {load.read}, "
+          f"write errors {load.write}, connect errors {load.connect}, other (reconnects to the closed port) "
+          f"{load.errors - load.status - load.read - load.write - load.connect}")  # fmt: skip
+    print(f"- exit status {proc.returncode} {exit_s:.1f} s after the signal")
 
 
 def soak(args: argparse.Namespace) -> None:
     plan = [(b, False) for b in good_bodies()] + [(b, True) for b in poison_bodies()]
     samples: list[tuple[float, float]] = []
-    with serve() as (url, pid):
+    with serve() as (url, proc):
 
-        async def scenario() -> list[tuple[bool, int | str, float, float]]:
+        async def scenario() -> list[Outcome]:
             task = asyncio.create_task(drive(url, plan, args.concurrency, args.seconds))
             started_at = time.monotonic()
             while not task.done():
-                samples.append((time.monotonic() - started_at, rss_mb(pid)))
+                samples.append((time.monotonic() - started_at, rss_mb(proc.pid)))
                 await asyncio.sleep(10)
             return await task
 
         results = asyncio.run(scenario())
-        samples.append((args.seconds, rss_mb(pid)))
-    statuses = Counter(str(r[1]) for r in results)
+        samples.append((args.seconds, rss_mb(proc.pid)))
+    statuses = Counter(str(r.result) for r in results)
     warm = [rss for t, rss in samples if t >= 30] or [samples[-1][1]]
     print(header(f"Soak: mixed traffic, c={args.concurrency}, {args.seconds:g} s"))
     print(f"- requests {len(results)}: {dict(sorted(statuses.items()))}")
@@ -213,8 +246,8 @@ def poison(args: argparse.Namespace) -> None:
     plan = [(b, False) for b in good] * 6 + [(b, True) for b in bad]  # about 1 request in 20 is poison
     with serve() as (url, _):
         results = asyncio.run(drive(url, plan, args.concurrency, args.seconds))
-    good_results = Counter(str(r[1]) for r in results if not r[0])
-    bad_results = Counter(str(r[1]) for r in results if r[0])
+    good_results = Counter(str(r.result) for r in results if not r.poison)
+    bad_results = Counter(str(r.result) for r in results if r.poison)
     failed = sum(n for status, n in good_results.items() if status != "200")
     print(header(f"Poison among good requests: c={args.concurrency}, {args.seconds:g} s"))
     print(f"- good requests {sum(good_results.values())}, failed {failed} {dict(good_results)}")
@@ -265,12 +298,13 @@ def fairness(args: argparse.Namespace) -> None:
 
 
 async def _closed_after(
-    host: str, port: int, send: bytes, every_s: float, limit_s: float
+    host: str, port: int, send: bytes, every_s: float, limit_s: float, burst: bytes = b""
 ) -> tuple[float, str]:
-    """Open a connection, send `send` one byte every `every_s`; seconds until the server closes it, and the status
-    line it sent (if any)."""
+    """Open a connection, send `burst`, then `send` one byte every `every_s`; seconds until the server closes it,
+    and the status line it sent (if any)."""
     reader, writer = await asyncio.open_connection(host, port)
     began, received = time.monotonic(), b""
+    writer.write(burst)
     try:
         for i in range(int(limit_s / every_s)):
             if i < len(send):
@@ -291,7 +325,7 @@ async def _closed_after(
 
 
 def slow(args: argparse.Namespace) -> None:
-    with serve(LNSERVE_MAX_CONNECTIONS=str(args.cap)) as (url, _):
+    with serve() as (url, _):
         host, port = url.removeprefix("http://").split(":")
         head = f"POST /v1/chat HTTP/1.1\r\nHost: {host}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n"
         get = f"GET /v2/health/live HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
@@ -300,12 +334,10 @@ def slow(args: argparse.Namespace) -> None:
             silent = [_closed_after(host, int(port), b"", 0.5, 60) for _ in range(50)]
             slowloris = [_closed_after(host, int(port), b"GET / HTTP/1.1\r\nX-A: " + b"a" * 200, 1.0, 60)
                          for _ in range(50)]  # fmt: skip
-            slow_body = [
-                _closed_after(host, int(port), head.encode() + b"{" * 90, 1.0, 60) for _ in range(10)
-            ]
+            slow_body = [_closed_after(host, int(port), b"{" * 90, 1.0, 60, head.encode()) for _ in range(10)]
             idle = [
-                _closed_after(host, int(port), get, 0.001, 60) for _ in range(10)
-            ]  # one request, then nothing
+                _closed_after(host, int(port), b"", 0.5, 60, get) for _ in range(10)
+            ]  # a request, then nothing
             meanwhile = drive(url, [(b, False) for b in good_bodies()[:16]], 4, 35)
             groups = await asyncio.gather(
                 asyncio.gather(*silent), asyncio.gather(*slowloris), asyncio.gather(*slow_body),
@@ -316,17 +348,21 @@ def slow(args: argparse.Namespace) -> None:
             )
 
         results = asyncio.run(scenario())
+    with serve(LNSERVE_MAX_CONNECTIONS=str(args.cap)) as (url, _):
+        host, port = url.removeprefix("http://").split(":")
+        get = f"GET /v2/health/live HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
 
         async def over_cap() -> Counter[str]:
-            writers, statuses = [], Counter[str]()
+            connections, statuses = [], Counter[str]()
             for _ in range(args.cap + 20):
-                reader, writer = await asyncio.open_connection(host, int(port))
-                writers.append((reader, writer))
-            for _, writer in writers:
+                connections.append(await asyncio.open_connection(host, int(port)))
+            await asyncio.sleep(1)  # all accepted and open
+            for _, writer in connections:
                 writer.write(get)
-            for reader, writer in writers:
+            for reader, _ in connections:
                 line = await asyncio.wait_for(reader.readline(), 10)
                 statuses[line.decode().split(" ")[1] if line else "closed"] += 1
+            for _, writer in connections:
                 writer.close()
             return statuses
 
@@ -337,8 +373,8 @@ def slow(args: argparse.Namespace) -> None:
         lines = Counter(line or "(nothing)" for _, line in results[name])
         print(f"- {name}: {len(times)} connections closed after {min(times):.1f}–{max(times):.1f} s "
               f"(median {statistics.median(times):.1f}); answered {dict(lines)}")  # fmt: skip
-    meanwhile = Counter(str(r[1]) for r in results["meanwhile"])
-    latencies = sorted(r[3] - r[2] for r in results["meanwhile"])
+    meanwhile = Counter(str(r.result) for r in results["meanwhile"])
+    latencies = sorted(r.ended - r.began for r in results["meanwhile"])
     print(f"- meanwhile, 4 clients: {dict(meanwhile)}, p50 {statistics.median(latencies) * 1000:.0f} ms, "
           f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.0f} ms")  # fmt: skip
     print(f"- {args.cap + 20} connections with LNSERVE_MAX_CONNECTIONS={args.cap}: {dict(capped)}")

@@ -10,7 +10,9 @@ text. Here every connection gets:
 - a body deadline: the body must arrive within `body_timeout_s` of the headers, else 408 and the connection is
   closed (the handler still reading it sees a disconnect);
 - a cap: a connection opened while `max_connections` are open gets 503 with `Retry-After` to its request and is
-  closed.
+  closed;
+- on shutdown, idle keep-alive connections are closed after `DRAIN_GRACE_S` rather than at once, so a request
+  already sent on one is answered instead of reset.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEADER_BYTES = 64 * 1024
+DRAIN_GRACE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ def protocol(limits: Limits) -> type[asyncio.Protocol]:
             self._timer: asyncio.TimerHandle | None = None
             self._header_bytes = 0
             self._refuse = False
+            self._draining = False
 
         # --- deadlines ------------------------------------------------------------------------------------
         def _arm(self, delay: float, callback: Callable[[], None]) -> None:
@@ -78,7 +82,7 @@ def protocol(limits: Limits) -> type[asyncio.Protocol]:
             return self.cycle is None or self.cycle.response_complete
 
         def _close(self, response: bytes = b"") -> None:
-            """Close now; `response` is written first when no other response has begun on the connection."""
+            """Close now; `response` is written first unless the request in flight has begun its own answer."""
             if self.transport.is_closing():
                 return
             cycle = self.cycle
@@ -94,8 +98,10 @@ def protocol(limits: Limits) -> type[asyncio.Protocol]:
                 self._close()
 
         def _body_late(self) -> None:
-            if self.cycle is not None and self.cycle.more_body:
-                self._close(body_late)
+            if (
+                self.cycle is not None and self.cycle.more_body
+            ):  # (an answer already sent is not followed by a 408)
+                self._close(b"" if self.cycle.response_started else body_late)
 
         # --- uvicorn's callbacks (once the connection is closing, the rest of the data is not parsed) ----------
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -140,6 +146,8 @@ def protocol(limits: Limits) -> type[asyncio.Protocol]:
                 return
             self._arm(limits.body_timeout_s, self._body_late)  # on_message_complete disarms it
             super().on_headers_complete()
+            if self._draining:
+                self.cycle.keep_alive = False
 
         def on_body(self, body: bytes) -> None:
             if not self.transport.is_closing():
@@ -155,5 +163,20 @@ def protocol(limits: Limits) -> type[asyncio.Protocol]:
             super().on_response_complete()
             if not self.transport.is_closing():
                 self._arm(limits.header_timeout_s, self._headers_late)
+
+        # --- graceful shutdown (SIGTERM) ------------------------------------------------------------------
+        def shutdown(self) -> None:
+            """A connection busy with a request closes after its answer (uvicorn's way); an idle keep-alive one only
+            after a short grace, so that a request already on its way in is answered, with `Connection: close`,
+            instead of being cut off unread."""
+            if not self._idle():
+                self.cycle.keep_alive = False
+                return
+            self._draining = True
+            self.loop.call_later(DRAIN_GRACE_S, self._close_if_idle)
+
+        def _close_if_idle(self) -> None:
+            if self._idle():
+                self._close()
 
     return LimitedProtocol

@@ -3,8 +3,10 @@ empty model folder, SIGHUP, and an artifact folder that moves away while the ser
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -99,3 +101,42 @@ def test_models_stay_listed_and_served_when_their_folder_moves_away(tmp_path: Pa
         chat = httpx.post(base + "/v1/chat", json={"message": "i forgot my password"})
     assert after.status_code == 200 and after.json() == before
     assert chat.status_code == 200 and chat.json()["intent"] == "reset_password"
+
+
+def test_a_request_on_an_idle_keep_alive_connection_just_after_sigterm_is_answered(tmp_path: Path) -> None:
+    """uvicorn alone closes idle connections at once on shutdown, cutting off a request already on its way."""
+    empty = tmp_path / "models"
+    empty.mkdir()
+    port, log = free_port(), tmp_path / "server.log"
+    process = start_subprocess(port, {"LNSERVE_MODEL_DIR": str(empty)}, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                break
+            except OSError:
+                time.sleep(0.1)
+        with sock:
+            request = f"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+            sock.sendall(request)
+            first = http.client.HTTPResponse(sock)
+            first.begin()
+            first.read()
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.3)  # the server is shutting down; this connection is idle
+            sock.sendall(request)
+            second = http.client.HTTPResponse(sock)
+            second.begin()
+            body = second.read()
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert first.status == 200 and first.getheader("connection") is None
+    assert (
+        second.status == 200
+        and second.getheader("connection") == "close"
+        and json.loads(body) == {"live": True}
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEADER_BYTES = 64 * 1024
 DRAIN_GRACE_S = 1.0
+SWEEP_S = 0.25  # deadlines are kept to within this
 
 
 @dataclass(frozen=True)
@@ -60,23 +62,31 @@ def protocol(limits: Limits) -> type[asyncio.Protocol]:
         431, "Request Header Fields Too Large", f"request headers exceed {MAX_HEADER_BYTES} bytes"
     )
 
+    def sweep(loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+        now = loop.time()
+        for connection in list(connections):
+            if isinstance(connection, LimitedProtocol) and connection._deadline <= now:
+                connection._deadline = math.inf
+                connection._expire()
+        loop.call_later(SWEEP_S, sweep, loop, connections)
+
     class LimitedProtocol(HttpToolsProtocol):
+        sweeping = False  # one sweep per server checks every connection's deadline
+
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._timer: asyncio.TimerHandle | None = None
+            self._deadline = math.inf
+            self._expire: Callable[[], None] = self._headers_late
             self._header_bytes = 0
             self._refuse = False
             self._draining = False
 
-        # --- deadlines ------------------------------------------------------------------------------------
-        def _arm(self, delay: float, callback: Callable[[], None]) -> None:
-            self._disarm()
-            self._timer = self.loop.call_later(delay, callback)
+        # --- deadlines: a float per connection (setting it costs nothing per request), checked by a sweep ------
+        def _arm(self, delay: float, expire: Callable[[], None]) -> None:
+            self._deadline, self._expire = self.loop.time() + delay, expire
 
         def _disarm(self) -> None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._deadline = math.inf
 
         def _idle(self) -> bool:
             return self.cycle is None or self.cycle.response_complete
@@ -106,6 +116,9 @@ def protocol(limits: Limits) -> type[asyncio.Protocol]:
         # --- uvicorn's callbacks (once the connection is closing, the rest of the data is not parsed) ----------
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            if not LimitedProtocol.sweeping:
+                LimitedProtocol.sweeping = True
+                self.loop.call_later(SWEEP_S, sweep, self.loop, self.connections)
             self._refuse = len(self.connections) > limits.max_connections
             self._arm(limits.header_timeout_s, self._headers_late)
 

@@ -17,7 +17,8 @@ from service.v2codec import InferenceRequest, InferenceResponse, decode_request,
 
 router = APIRouter(tags=["kserve-v2"], dependencies=[Depends(authorised)])
 infer_router = APIRouter(tags=["kserve-v2"])
-ERRORS = openapi_errors(400, 401, 404, 422, 503, 504)
+ERRORS = openapi_errors(401, 404, 503)
+INFER_ERRORS = openapi_errors(400, 401, 404, 413, 422, 503, 504)
 Handler = Callable[..., Awaitable[Any]]
 
 
@@ -90,7 +91,7 @@ async def model_ready(name: str, plane: Plane, version: str | None = None) -> di
             "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
             "description": "JSON; or JSON then binary outputs (`Inference-Header-Content-Length`) when asked for",
         },
-        **ERRORS,
+        **INFER_ERRORS,
     },
     openapi_extra=json_body_schema(InferenceRequest),
 )

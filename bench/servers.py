@@ -70,7 +70,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def _started(spec: ServerSpec, log_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+def started(spec: ServerSpec, log_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     port = free_port()
     log = log_dir / f"{spec.name.replace(' ', '_').replace('/', '_')}.log"
     with log.open("wb") as out:
@@ -106,15 +106,15 @@ def running(
         stack.callback(signal.signal, signal.SIGTERM, previous)
         if log_dir is None:
             log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lnserve-bench-")))
-        started = {s.name: stack.enter_context(_started(s, log_dir)) for s in specs}
+        servers = {s.name: stack.enter_context(started(s, log_dir)) for s in specs}
         deadline = time.monotonic() + timeout_s
-        for name, (url, proc, log) in started.items():
+        for name, (url, proc, log) in servers.items():
             while not is_ready(url):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     tail = log.read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"server {name!r} did not become ready:\n{tail}")
                 time.sleep(0.5)
-        yield {name: url for name, (url, _, _) in started.items()}
+        yield {name: url for name, (url, _, _) in servers.items()}
 
 
 def batch_totals(url: str) -> tuple[float, float] | None:

@@ -61,6 +61,12 @@ class ModelControl:
         settings, repository = self.settings, self.repository
         async with self._lock:
             sources = scan(settings.model_dir)
+            if not sources:
+                log.warning(
+                    "no models found in %s (looked for <kind>/artifacts/<name>/[<version>/]sidecar.json); "
+                    "the server will not be ready",
+                    settings.model_dir,
+                )
             repository.know(sources.values())
             repository.refresh_aliases(sources)
             names = list(sources)

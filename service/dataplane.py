@@ -31,7 +31,7 @@ from service.repository import ModelRepository
 from service.runtime.base import Prediction
 from service.schemas import activations_payload
 from service.settings import Settings
-from service.tensors import TensorSpec, bind
+from service.tensors import TensorSpec, bind, flag
 from service.tracing import Tracing
 
 log = logging.getLogger(__name__)
@@ -206,9 +206,7 @@ class DataPlane:
             raise InvalidInput(f"outputs: unknown output(s) {unknown}; this model has {list(datatypes)}")
         model = self.model(name, version, call=call)
         job = model.kind.from_tensors(model.runtime, bind(inputs, tensors), parameters)
-        job.activations = bool(parameters.get("return_activations", False)) or ACTIVATIONS in (
-            requested or ()
-        )
+        job.activations = flag(parameters, "return_activations") or ACTIVATIONS in (requested or ())
         answers = await model.infer(job)
         values = model.kind.to_tensors(model.runtime, job, answers)
         if job.activations:

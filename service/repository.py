@@ -157,14 +157,16 @@ def verify_files(artifact: Artifact) -> None:
 def read_artifact(folder: Path, name: str, version: str) -> Artifact:
     """The typed sidecar of one version; the folder names the model and the version (the sidecar's own
     `version` is replaced by the folder's)."""
+    path = folder / "sidecar.json"
     try:
-        sidecar = Sidecar.model_validate_json((folder / "sidecar.json").read_bytes())
+        sidecar = Sidecar.model_validate_json(path.read_bytes())
+        created = int(path.stat().st_mtime)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
         raise ArtifactError(f"invalid sidecar: {problems}") from None
     if sidecar.name != name:
         raise ArtifactError(f"sidecar name {sidecar.name!r} differs from its folder {name!r}")
-    return Artifact(folder, sidecar.model_copy(update={"version": version}))
+    return Artifact(folder, sidecar.model_copy(update={"version": version}), created)
 
 
 class ModelRepository:

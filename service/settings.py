@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.batching import BatchPolicy
@@ -55,6 +56,7 @@ class ModelSettings(BaseModel):
     max_batch_size: int | None = Field(default=None, ge=1, le=1024)
     max_queue_delay_us: int | None = Field(default=None, ge=0, le=10_000_000)
     max_queue_size: int | None = Field(default=None, ge=1)
+    max_items_per_request: int | None = Field(default=None, ge=1)
     request_timeout_s: float | None = Field(default=None, gt=0)
     group_by_key: bool | None = None
     """Batch only items of one `batch_key` together (the chatbot's key is its length bucket)."""
@@ -144,7 +146,10 @@ class Settings(BaseSettings):
     """How long the batcher waits for more requests after the first one of a batch, in microseconds."""
 
     max_queue_size: int = Field(default=512, ge=1)
-    """Requests that may wait per model; one more is refused at once with 503 and `Retry-After`."""
+    """Items (texts, series) that may wait per model; one more is refused at once with 503 and `Retry-After`."""
+
+    max_items_per_request: int = Field(default=256, ge=1)
+    """Items one request may hold (at most `max_queue_size`); a larger request gets 413 (a retry cannot help)."""
 
     request_timeout_s: float = Field(default=30.0, gt=0)
     """Per-request limit for queueing plus inference; past it the request fails with 504."""
@@ -164,11 +169,33 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     """Largest request body accepted; larger bodies get 413."""
 
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """A connection must deliver a request's headers within this time of opening (or of its previous response)."""
+
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    """A request's body must arrive within this time of its headers; else 408 and the connection is closed."""
+
+    keep_alive_timeout_s: int = Field(default=5, ge=1)
+    """An idle keep-alive connection is closed after this many seconds without a new request."""
+
+    max_connections: int = Field(default=2048, ge=1)
+    """Open connections the server keeps; a request on one more gets 503 with `Retry-After` and is closed."""
+
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["*"])
+    """Host names the server answers to (JSON list; `*.example.com` matches subdomains); others get 400."""
+
     log_format: Literal["json", "text"] = "json"
     """`json` (one object per line, with request ids) or `text` for humans."""
 
     log_level: str = "INFO"
-    """Python logging level of the service loggers."""
+    """Python logging level of the service loggers (`DEBUG`, `INFO`, `WARNING`, `ERROR`)."""
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if not isinstance(logging.getLevelName(value.upper()), int):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value.upper()
 
     warmup: bool = True
     """Run every batch and length bucket once before a model reports ready."""
@@ -203,6 +230,7 @@ class Settings(BaseSettings):
             max_batch_size=self.max_batch_size,
             max_queue_delay_s=self.max_queue_delay_us / 1e6,
             max_queue_size=self.max_queue_size,
+            max_items_per_request=self.max_items_per_request,
             timeout_s=self.request_timeout_s,
             retry_after_s=self.retry_after_s,
         )

@@ -10,13 +10,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from service.rest.common import Plane, authorised, get_plane, read_body
+from service.rest.common import Plane, authorised, get_plane, json_body_schema, read_body
 from service.schemas import openapi_errors
-from service.v2codec import decode_request, encode_response
+from service.v2codec import InferenceRequest, InferenceResponse, decode_request, encode_response
 
 router = APIRouter(tags=["kserve-v2"], dependencies=[Depends(authorised)])
 infer_router = APIRouter(tags=["kserve-v2"])
-ERRORS = openapi_errors(400, 401, 404, 413, 422, 503, 504)
+ERRORS = openapi_errors(401, 404, 503)
+INFER_ERRORS = openapi_errors(400, 401, 404, 413, 422, 503, 504)
 Handler = Callable[..., Awaitable[Any]]
 
 
@@ -26,7 +27,9 @@ async def server_metadata(plane: Plane) -> dict[str, Any]:
     return plane.server_metadata()
 
 
-def versioned(router: APIRouter, method: str, path: str, name: str) -> Callable[[Handler], Handler]:
+def versioned(
+    router: APIRouter, method: str, path: str, name: str, **options: Any
+) -> Callable[[Handler], Handler]:
     """Register a handler under `/v2/models/{name}<path>` and `/v2/models/{name}/versions/{version}<path>`."""
 
     def register(handler: Handler) -> Handler:
@@ -41,7 +44,7 @@ def versioned(router: APIRouter, method: str, path: str, name: str) -> Callable[
                 methods=[method],
                 name=operation,
                 operation_id=operation,
-                responses=ERRORS,
+                **({"responses": ERRORS} | options),
             )
         return handler
 
@@ -60,7 +63,22 @@ async def model_ready(name: str, plane: Plane, version: str | None = None) -> di
     return {"name": name, "ready": True}
 
 
-@versioned(infer_router, "POST", "/infer", "model_infer")
+@versioned(
+    infer_router,
+    "POST",
+    "/infer",
+    "model_infer",
+    response_class=Response,
+    responses={
+        200: {
+            "model": InferenceResponse,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "JSON; or JSON then binary outputs (`Inference-Header-Content-Length`) when asked for",
+        },
+        **INFER_ERRORS,
+    },
+    openapi_extra=json_body_schema(InferenceRequest),
+)
 async def infer(name: str, request: Request, version: str | None = None) -> Response:
     plane = await get_plane(request)
     async with plane.call("kserve_infer", request.headers.get("authorization"), name) as call:

@@ -45,7 +45,7 @@ def describe(model: Model, model_id: str) -> dict[str, Any]:
     architecture["config"] = sidecar.config
     architecture["layers"] = [layer.model_dump() for layer in sidecar.layers]
     return row | {
-        "created": int(entry.artifact.folder.joinpath("sidecar.json").stat().st_mtime),
+        "created": entry.artifact.created,
         "kind": entry.kind.name,
         "version": entry.version,
         "architecture": architecture,

@@ -53,6 +53,7 @@ class Artifact:
 
     folder: Path
     sidecar: Sidecar
+    created: int = 0  # the sidecar's mtime when it was read (the folder may move away later)
 
     @property
     def name(self) -> str:

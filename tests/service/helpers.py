@@ -16,8 +16,10 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from service.app import create_app
+from service.server import uvicorn_config
 from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,14 +102,16 @@ def model_folder(root: Path, chatbots: list[str], forecaster: bool = False, copy
 
 @contextlib.contextmanager
 def serve_in_thread(
-    settings: Settings, ready_path: str = "/v2/health/ready", allow_failed: frozenset[str] = frozenset()
+    settings: Settings,
+    ready_path: str = "/v2/health/ready",
+    allow_failed: frozenset[str] = frozenset(),
+    app: FastAPI | None = None,
 ) -> Iterator[str]:
-    """A real uvicorn server for `create_app(settings)` on a free port; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
+    """A real uvicorn server for `create_app(settings)` (or `app`) on a free port, configured as `lnserve serve`
+    configures it (connection limits included); yields its base URL."""
+    settings = settings.model_copy(update={"host": "127.0.0.1", "port": free_port()})
+    server = uvicorn.Server(uvicorn_config(settings, app or create_app(settings)))
+    port = settings.port
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None, plane: DataPlane | None = None)
     ):
         app.include_router(router)
     app.mount("/inspector/static", inspector.assets, name="inspector_static")
-    bodies = [
+    bodies: list[type[BaseModel]] = [
         openai.ChatCompletionRequest,
         InferenceRequest,
         repository.IndexRequest,

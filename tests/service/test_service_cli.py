@@ -81,7 +81,9 @@ def test_an_empty_model_folder_warns_stays_not_ready_and_sighup_does_not_stop_th
     finally:
         if process.poll() is None:
             process.kill()
-    assert ready.status_code == 503 and ready.json() == {"error": "not ready: no models found"}
+    assert ready.status_code == 503 and ready.json() == {
+        "error": f"not ready: models (no models found in {empty})"
+    }
     assert alive and live.status_code == 200
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     warnings = [line["message"] for line in lines if line["level"] == "warning"]

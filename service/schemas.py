@@ -22,9 +22,13 @@ from pydantic_core import PydanticCustomError, PydanticKnownError
 from service.runtime.base import Artifact, FloatArray
 
 MESSAGE_MAX = 2000
-# The message rule as a pattern, for the OpenAPI document: one non-whitespace character, at most MESSAGE_MAX
-# characters from the first to the last of them. `\s` is Python's whitespace, the very set `str.strip` removes.
-MESSAGE_PATTERN = rf"^\s*\S(?:[\s\S]{{0,{MESSAGE_MAX - 2}}}\S)?\s*$"
+# What trimming removes: JSON Schema's (ECMAScript's) whitespace, spelled out, so that the pattern in the OpenAPI
+# document means the same to every regex engine (Python's `\s` also takes \x1c-\x1f, ECMAScript's does not).
+WHITESPACE = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+_WS = "".join(f"\\u{ord(c):04x}" for c in WHITESPACE)
+# The message rule as a pattern: one character that is not whitespace, at most MESSAGE_MAX characters from the first
+# to the last of them.
+MESSAGE_PATTERN = rf"^[{_WS}]*[^{_WS}](?:[\s\S]{{0,{MESSAGE_MAX - 2}}}[^{_WS}])?[{_WS}]*$"
 
 
 def unicode_text(value: Any) -> Any:
@@ -42,7 +46,7 @@ def unicode_text(value: Any) -> Any:
 
 
 def _message(text: str) -> str:
-    text = text.strip()
+    text = text.strip(WHITESPACE)
     if not text:
         raise PydanticKnownError("string_too_short", {"min_length": 1})
     if len(text) > MESSAGE_MAX:
@@ -57,7 +61,7 @@ Message = Annotated[
     AfterValidator(_message),
     WithJsonSchema({"type": "string", "minLength": 1, "pattern": MESSAGE_PATTERN}),
 ]
-"""A chat message: 1..2000 characters after trimming whitespace (Python's `str.strip`)."""
+"""A chat message: 1..2000 characters after trimming whitespace (`WHITESPACE`)."""
 
 
 def _whole(value: Any) -> Any:

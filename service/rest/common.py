@@ -73,9 +73,9 @@ def json_response(payload: Any, status_code: int = 200, headers: dict[str, str] 
     return Response(content, status_code, headers, media_type="application/json")
 
 
-def json_body_schema(model: type[BaseModel]) -> dict[str, Any]:
+def json_body_schema(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
     """`openapi_extra` documenting a body the handler parses itself (so its errors are counted in its call)."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": _ref(model)}}}}
+    return {"requestBody": {"required": required, "content": {"application/json": {"schema": _ref(model)}}}}
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:

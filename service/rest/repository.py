@@ -9,24 +9,24 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from service.rest.common import Plane, authorised, json_body_schema, parse, read_body
-from service.schemas import openapi_errors
+from service.schemas import StrictRequest, openapi_errors
 
 router = APIRouter(tags=["model-repository"], dependencies=[Depends(authorised)])
 BodyT = TypeVar("BodyT", bound=BaseModel)
 
 
 async def optional_body(request: Request, model: type[BodyT], limit: int) -> BodyT:
-    """The JSON body, or the defaults when there is none (Triton clients send `{}`, `""` or nothing, often
+    """The JSON body, or the defaults when there is none (Triton clients send `{}` or an empty body, often
     without a content type)."""
     raw = await read_body(request, limit)
-    return parse(raw, model) if raw.strip() else model()
+    return parse(raw, model) if raw else model()
 
 
-class IndexRequest(BaseModel):
+class IndexRequest(StrictRequest):
     ready: bool = Field(default=False, description="Only the versions that are ready.")
 
 
-class ControlRequest(BaseModel):
+class ControlRequest(StrictRequest):
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="Accepted for Triton clients (e.g. `unload_dependents`); unused."
     )
@@ -46,7 +46,7 @@ class IndexEntry(BaseModel):
     response_model=list[IndexEntry],
     response_model_exclude_none=True,
     responses=openapi_errors(401, 422),
-    openapi_extra=json_body_schema(IndexRequest),
+    openapi_extra=json_body_schema(IndexRequest, required=False),  # Triton's clients send none
 )
 async def repository_index(request: Request, plane: Plane) -> list[dict[str, Any]]:
     """Every model of the repository, one row per version, with its state and the reason when not ready."""
@@ -59,7 +59,7 @@ async def repository_index(request: Request, plane: Plane) -> list[dict[str, Any
     name="repository_model_load",
     operation_id="repository_model_load",
     responses=openapi_errors(400, 401, 403, 404, 422),
-    openapi_extra=json_body_schema(ControlRequest),
+    openapi_extra=json_body_schema(ControlRequest, required=False),
 )
 async def load(name: str, request: Request, plane: Plane) -> dict[str, Any]:
     """Load the model, or reload it: the new sessions are built and warmed while the old ones serve, then
@@ -75,7 +75,7 @@ async def load(name: str, request: Request, plane: Plane) -> dict[str, Any]:
     name="repository_model_unload",
     operation_id="repository_model_unload",
     responses=openapi_errors(401, 403, 404, 422),
-    openapi_extra=json_body_schema(ControlRequest),
+    openapi_extra=json_body_schema(ControlRequest, required=False),
 )
 async def unload(name: str, request: Request, plane: Plane) -> dict[str, Any]:
     """Stop serving every version of the model: out of routing at once, then drained and freed."""

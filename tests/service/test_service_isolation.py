@@ -171,10 +171,8 @@ def test_single_chats_sent_behind_a_request_of_256_long_texts_do_not_wait_for_al
 
             before = await batches()
             big = asyncio.create_task(http.post("/v2/models/chatbot/infer", json=big_body))
-            while (
-                'lnserve_pending_requests{model="chatbot-peri"} 256.0'
-                not in (await http.get("/metrics")).text
-            ):
+            pending = "lnserve_pending_requests"
+            while sample((await http.get("/metrics")).text, pending, model="chatbot-peri") != 256.0:
                 await asyncio.sleep(0.005)
             singles = await asyncio.gather(*(http.post("/v1/chat", json={"message": t}) for t in TEXTS[:8]))
             when_singles_done = await batches() - before

@@ -139,7 +139,6 @@ def test_series_values_beyond_the_bound_are_422_on_the_json_route(client: httpx.
 
 
 def _count(metrics: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith('lnserve_nonfinite_outputs_total{model="forecaster"}'):
-            return float(line.split()[-1])
-    return 0.0
+    """The forecaster's non-finite outputs over all its versions."""
+    prefix = 'lnserve_nonfinite_outputs_total{model="forecaster",'
+    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(prefix))

@@ -33,6 +33,8 @@ test: $(STAMP)
 	-scripts/ensure-prometheus.sh
 	# Debian's chromium for the inspector's browser tests (driven by Playwright from the [dev] extra).
 	-scripts/ensure-chromium.sh
+	# wrk for the benchmark harness's smoke test (Debian package).
+	-scripts/ensure-wrk.sh
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -53,7 +53,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, help="starts of every server, in rotated order (default 3; --quick: 1)"
     )
-    parser.add_argument("--warmup", type=int, default=1, help="seconds of wrk at c = 16 before timing")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="seconds of wrk at c = 16 before timing (0: none)"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 1 round, c = 1 and 16, 2 s per point"
     )

@@ -50,6 +50,7 @@ class Plan:
     threads: int  # ORT intra-op threads of every server (0: the service's rule for the machine)
     peers_dir: Path
     out: Path
+    settle_s: float = 1.0  # pause between the correctness check and the idle memory reading
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Session:
     mean_batch: dict[int, float] = field(default_factory=dict)
     failure: str = ""
     stop_failure: str = ""
+    pids: list[int] = field(default_factory=list)  # every process seen in the server's tree
 
 
 class ServerFailed(RuntimeError):
@@ -199,6 +201,7 @@ def run_session(
     log = plan.out / "logs" / f"{server.name.replace(' ', '-')}-r{round_}.log"
     bodies = [json.dumps(server.body(m)) for m in messages]
     problems: list[str] = []
+    tree: Tree | None = None
     try:
         with started(ready, log, problems) as (tree, ports):
             url = f"http://{HOST}:{ports[0]}"
@@ -209,9 +212,10 @@ def run_session(
                 session.checked = len(messages)
                 if session.mismatches:
                     raise ServerFailed(f"{len(session.mismatches)} of {len(messages)} intents differ")
-            time.sleep(1.0)
+            time.sleep(plan.settle_s)
             session.idle_rss, session.idle_processes = tree.rss()
-            run_wrk(url + server.path, bodies, 16, plan.warmup_s)
+            if plan.warmup_s:
+                run_wrk(url + server.path, bodies, 16, plan.warmup_s)
             tree.start_sampling()
             for c in plan.concurrency:
                 before = batch_totals(url) if server.batch_metrics else None
@@ -224,6 +228,7 @@ def run_session(
     except (ServerFailed, RuntimeError, OSError, subprocess.SubprocessError) as exc:
         session.failure = str(exc)
     session.stop_failure = "; ".join(problems)
+    session.pids = sorted(tree.seen) if tree is not None else []
     return session
 
 

@@ -77,9 +77,8 @@ def detail_table(results: dict[str, Any], summary: dict[str, dict[int, dict[str,
             if c not in by_c:
                 continue
             r = by_c[c]
-            batches = [
-                s["mean_batch"][c] for s in results["servers"][name]["sessions"] if c in s["mean_batch"]
-            ]
+            sessions = results["servers"][name]["sessions"]
+            batches = [b for s in sessions for k, b in s["mean_batch"].items() if int(k) == c]
             rows.append(
                 [
                     str(c),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -131,8 +132,11 @@ def post(conn: http.client.HTTPConnection, path: str, payload: Any) -> tuple[int
 
 
 def wait_first_200(tree: Tree, url: str, payload: Any, timeout_s: float, log: Path) -> float:
-    """Seconds from the server's process start to its first 200 on a chat request."""
+    """Seconds from the server's process start to its first 200 on a chat request. Answers other than 200 while
+    it starts (404 before a route exists, 400 or 503 while a model loads) are retried; 405, 415 and 422 say the
+    request itself is wrong, so they end the wait at once."""
     data = json.dumps(payload).encode()
+    last = "no answer"
     while True:
         if not tree.alive():
             raise ServerFailed(f"exited with {tree.proc.returncode} before answering:\n{tail(log)}")
@@ -142,13 +146,13 @@ def wait_first_200(tree: Tree, url: str, payload: Any, timeout_s: float, log: Pa
                 if response.status == 200:
                     return time.monotonic() - tree.started
         except urllib.error.HTTPError as exc:
-            # The request is wrong and will stay wrong (404 is not: a route may appear once a model is deployed).
-            if exc.code in (400, 405, 415, 422):
-                raise ServerFailed(f"HTTP {exc.code} to the first request: {exc.read()[:300]!r}") from None
-        except (urllib.error.URLError, OSError, http.client.HTTPException):
-            pass
+            last = f"HTTP {exc.code}: {exc.read()[:300]!r}"
+            if exc.code in (405, 415, 422):
+                raise ServerFailed(f"the first request was refused: {last}") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            last = repr(exc)
         if time.monotonic() - tree.started > timeout_s:
-            raise ServerFailed(f"no 200 within {timeout_s:g} s:\n{tail(log)}")
+            raise ServerFailed(f"no 200 within {timeout_s:g} s (last: {last}):\n{tail(log)}")
         time.sleep(0.05)
 
 
@@ -242,6 +246,36 @@ def model_dir_with(artifact_dir: Path, name: str, into: Path) -> Path:
     return into / "models"
 
 
+@contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM (a CI time-out, ``kill``) becomes an exit while the benchmark runs, so the server being measured is
+    stopped on the way out (a background job ignores SIGINT)."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def prepare(
+    servers: list[Server], plan: Plan, artifact_dir: Path, model_dir: Path, results: dict[str, Any]
+) -> dict[str, Prepared]:
+    """Each server's interpreter, versions and environment; one whose environment is missing is marked failed."""
+    prepared = {}
+    for server in servers:
+        entry = results["servers"][server.name] = {"sessions": [], "versions": {}, "failure": ""}
+        try:
+            bin_path = bin_dir(server, plan)
+            entry["versions"] = versions(bin_path / "python")
+            libdir = entry["versions"].pop("libdir")
+            env = server_env(server, bin_path, artifact_dir, model_dir, plan)
+            prepared[server.name] = Prepared(server, bin_path, libdir, env)
+        except (ServerFailed, subprocess.SubprocessError, OSError) as exc:
+            entry["failure"] = str(exc)
+            print(f"{server.name}: skipped: {exc}", file=sys.stderr)
+    return prepared
+
+
 def run(
     servers: list[Server], plan: Plan, artifact_dir: Path, name: str, messages: list[str]
 ) -> dict[str, Any]:
@@ -250,20 +284,10 @@ def run(
     reference = ChatPipeline(artifact_dir, plan.threads)
     expected = [answer["intent"] for m in messages for answer in reference([m])]
     results: dict[str, Any] = {"servers": {}}
-    with tempfile.TemporaryDirectory(prefix="lnserve-peers-") as tmp:
-        model_dir = model_dir_with(artifact_dir, name, Path(tmp))
-        prepared: dict[str, Prepared] = {}
-        for server in servers:
-            entry = results["servers"][server.name] = {"sessions": [], "versions": {}, "failure": ""}
-            try:
-                bin_path = bin_dir(server, plan)
-                entry["versions"] = versions(bin_path / "python")
-                libdir = entry["versions"].pop("libdir")
-                env = server_env(server, bin_path, artifact_dir, model_dir, plan)
-                prepared[server.name] = Prepared(server, bin_path, libdir, env)
-            except (ServerFailed, subprocess.SubprocessError, OSError) as exc:
-                entry["failure"] = str(exc)
-                print(f"{server.name}: skipped: {exc}", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="lnserve-peers-") as tmp, sigterm_as_exit():
+        prepared = prepare(
+            servers, plan, artifact_dir, model_dir_with(artifact_dir, name, Path(tmp)), results
+        )
         for r in range(plan.rounds):
             for server in servers[r % len(servers) :] + servers[: r % len(servers)]:
                 entry = results["servers"][server.name]

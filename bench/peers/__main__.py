@@ -6,6 +6,7 @@ Serve, each batching natively at max 32 requests / ~0.5 ms; ``wrk`` at each conc
     make bench-peers                                   # creates the peers' environments, runs, draws docs/peers.png
     .venv/bin/python -m bench.peers --quick            # 1 round, c = 1 and 16, 2 s per point
     .venv/bin/python -m bench.peers --servers lnserve hand-written --concurrency 1 64
+    .venv/bin/python -m bench.peers --servers lnserve hand-written --lnserve-variant LNSERVE_MAX_QUEUE_DELAY_US=0
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bench.artifacts import KINDS, default_artifact
 from bench.peers.harness import ROOT, Plan, run
 from bench.peers.pipeline import ChatPipeline
 from bench.peers.report import markdown
-from bench.peers.servers import BY_NAME, SERVERS
+from bench.peers.servers import BY_NAME, SERVERS, lnserve_variant
 from bench.tables import machine
 from bench.wrk import require_wrk
 from service.settings import Settings
@@ -48,6 +49,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--servers", nargs="+", default=[s.name for s in SERVERS], choices=list(BY_NAME))
+    parser.add_argument(
+        "--lnserve-variant",
+        action="append",
+        default=[],
+        metavar="LNSERVE_X=V[,LNSERVE_Y=W]",
+        help="one more lnserve with these settings, measured beside the others (repeatable)",
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", help="default 1 16 64 256 (--quick: 1 16)")
     parser.add_argument("--seconds", type=int, help="wrk duration per point (default 5; --quick: 2)")
     parser.add_argument(
@@ -87,16 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(
         args.concurrency, args.seconds, args.rounds, args.warmup, args.threads, args.peers_dir, args.out
     )
-    servers = [BY_NAME[name] for name in args.servers]
+    servers = [BY_NAME[name] for name in args.servers] + [lnserve_variant(v) for v in args.lnserve_variant]
     started, load_before = datetime.now(UTC), machine()
     own_ms = pipeline_ms(artifact.folder, args.threads, messages)
     results = run(servers, plan, artifact.folder, artifact.name, messages)
     sessions = [s for entry in results["servers"].values() for s in entry["sessions"]]
     loads = [s["load_avg"] for s in sessions]
+    load = f"median {statistics.median(loads):.1f} ({min(loads):.1f}–{max(loads):.1f})" if loads else "-"
     meta = {
         "date": f"{started:%Y-%m-%d %H:%M} UTC, {(datetime.now(UTC) - started).total_seconds() / 60:.0f} min",
-        "machine": f"At the start: {load_before}. 1-minute load average at the servers' starts: "
-        + (f"median {statistics.median(loads):.1f} ({min(loads):.1f}–{max(loads):.1f})." if loads else "-"),
+        "machine": f"At the start: {load_before}. 1-minute load average at the servers' starts: {load}.",
+        "load_avg": load,
         "command": shlex.join([Path(sys.executable).name, "-m", "bench.peers", *(argv or sys.argv[1:])]),
         "description": f"artifact {artifact.name}, {len(messages)} validation messages in turn; wrk -t1,"
         f" {plan.seconds:g} s per point, {plan.rounds} round(s), servers one at a time in rotated order, each"

@@ -41,7 +41,7 @@ def draw(results: dict[str, Any], out: Path) -> None:
     rounds = meta["plan"]["rounds"]
     ax.set_title(
         f"POST chat intent: the same model, tokenizer and decision behind every server\n"
-        f"medians over {rounds} round(s), one run, {meta['date']}",
+        f"medians over {rounds} round(s), one run, {meta['date']}; load average {meta.get('load_avg', '?')}",
         fontsize=10,
     )
     ax.grid(True, which="both", alpha=0.3)

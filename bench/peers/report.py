@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from bench.tables import markdown_table
+from bench.tables import load_cells, markdown_table
 
 MiB = 2**20
 BASE, CEILING, HAND = "lnserve", "no-op", "hand-written"
@@ -81,11 +81,7 @@ def detail_table(results: dict[str, Any], summary: dict[str, dict[int, dict[str,
             batches = [b for s in sessions for k, b in s["mean_batch"].items() if int(k) == c]
             rows.append(
                 [
-                    str(c),
-                    name,
-                    f"{r['ok_per_s']:.0f}",
-                    f"{r['p50_ms']:.2f}",
-                    f"{r['p99_ms']:.2f}",
+                    *load_cells(c, name, r),
                     f"{r['errors']:.0f} / {r['requests']:.0f}",
                     _ratio(r["ok_per_s"], base),
                     _ratio(r["ok_per_s"], ceiling, "{:.1%}"),

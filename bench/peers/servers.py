@@ -150,3 +150,13 @@ SERVERS = [
     Server("Ray Serve", "rayserve", _app("rayserve_app"), "/"),
 ]
 BY_NAME = {server.name: server for server in SERVERS}
+
+
+def lnserve_variant(settings: str) -> Server:
+    """lnserve with ``LNSERVE_*`` settings (``"LNSERVE_MAX_QUEUE_DELAY_US=0,LNSERVE_INTRA_OP_THREADS=1"``), measured as
+    one more server beside the others (``--lnserve-variant``)."""
+    env = dict(pair.split("=", 1) for pair in settings.split(",") if pair)
+    if not env or any(not key.startswith("LNSERVE_") for key in env):
+        raise ValueError(f"expected LNSERVE_NAME=VALUE[,LNSERVE_NAME=VALUE...], got {settings!r}")
+    base = BY_NAME["lnserve"]
+    return Server(f"lnserve {settings}", None, base.command, base.path, env=env, batch_metrics=True)

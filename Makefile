@@ -71,8 +71,8 @@ bench: $(STAMP)
 
 # The peer benchmark (bench/peers/README.md): lnserve, a hand-written FastAPI endpoint and the no-op ceiling from
 # $(VENV); PyTriton, MLServer, BentoML, LitServe and Ray Serve each from its own virtual environment under
-# $(PEERS_DIR) (git-ignored, rebuilt when its requirements file changes). About 20 minutes; BENCH_PEERS_ARGS adds
-# options (e.g. --rounds 2 --concurrency 1 64).
+# $(PEERS_DIR) (git-ignored, rebuilt when its requirements file changes; ~10 minutes the first time). A run takes
+# about 15 minutes on 2 cores; BENCH_PEERS_ARGS adds options (e.g. --rounds 2 --concurrency 1 64).
 PEERS_DIR ?= .peers
 PEERS := pytriton mlserver bentoml litserve rayserve
 PEERS_OUT ?= bench/peers/results

@@ -36,7 +36,6 @@ QUIET = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "BENTOML_DO_NOT_TRACK": "True",
     "DO_NOT_TRACK": "1",
-    "LITSERVE_DISABLE_TELEMETRY": "1",
 }
 PACKAGES = ("lnserve", "fastapi", "uvicorn", "onnxruntime", "onnxruntime-gpu", "nvidia-pytriton", "mlserver")
 PACKAGES += ("bentoml", "litserve", "ray", "numpy", "pydantic", "tokenizers")

@@ -61,8 +61,11 @@ async def forecast(req: ForecastRequest) -> dict[str, object]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def serve(app: FastAPI, description: str | None = None) -> None:
+    """Run ``app`` on ``--host``/``--port`` with the uvicorn settings of ``service.server.build_server`` (loop, HTTP
+    parser and worker count are uvicorn's defaults there too), so stacks served this way differ from the service
+    only in what runs behind the route."""
+    parser = argparse.ArgumentParser(description=description or __doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     args = parser.parse_args()
@@ -72,4 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    serve(app)

@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint train image test-container bench clean
+.PHONY: venv run test lint train eval-forecaster image test-container bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	else echo "no local torch==2.13.0; the [train] extra resolves torch"; fi
 	rm -rf $(VENV)/.torch-probe
 	$(PIP) install -q -e '.[train,dev]'
+	# the forecaster's tsibbledata / fpp3 series: tswidgets pins old setuptools and statsmodels it does not need
+	$(PIP) install -q --no-deps 'tswidgets>=0.0.2'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -56,6 +58,12 @@ train: $(STAMP)
 	$(VENV)/bin/lnserve export chatbot --select-default
 	$(VENV)/bin/lnserve train forecaster --name forecaster
 	$(VENV)/bin/lnserve export forecaster --name forecaster
+
+# The forecaster on M3 monthly / quarterly, M1 monthly and Tourism monthly through the service runtime, next to
+# statsforecast baselines refitted in this run (about 30 min on 2 cores), then the plots of docs/forecaster.md.
+eval-forecaster: $(STAMP)
+	$(PY) -m models.forecaster.evaluate --recompute-baselines --out docs/forecaster/evaluation.md
+	$(PY) -m models.forecaster.plots --out docs/forecaster
 
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { echo "make bench needs wrk (apt-get install -y wrk)"; exit 1; }

@@ -68,14 +68,13 @@ def export_forecaster(
         DEFAULT_RUN_DIR, help="Where `lnserve train forecaster` wrote the checkpoints."
     ),
     out_dir: Path = typer.Option(DEFAULT_OUT_DIR, help="The artifacts folder of the forecaster kind."),
-    eval_splits: str = typer.Option(
-        "val,test", help="Rolling-origin splits to evaluate (baselines are cached)."
-    ),
 ) -> None:
-    """Export the trained ensemble to ONNX (fast + diagnostic graphs), evaluate it, write the sidecar."""
+    """Export the trained ensemble to ONNX (fast + diagnostic graphs), score it on validation, write the sidecar.
+
+    The test sets are scored by `make eval-forecaster` (through the service runtime, next to the baselines)."""
     from models.forecaster.export import run_export
 
-    meta = run_export(run_dir / name, out_dir, name, tuple(eval_splits.split(",")))
+    meta = run_export(run_dir / name, out_dir, name)
     files = meta["files"]
     typer.echo(f"wrote {out_dir / name}: {files['model']['bytes']} + {files['diagnostics']['bytes']} bytes")
 

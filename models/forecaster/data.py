@@ -117,8 +117,9 @@ def extra_training() -> list[Series]:
 
 
 def training_series() -> list[Series]:
-    """Everything the model may learn from, in a fixed order (determinism)."""
-    return competition_training() + extra_training()
+    """Everything the model may learn from, in a fixed order (determinism). Series with a zero or negative value
+    (intermittent PBS costs, mostly) are left out: their log-space windows had the largest losses by far."""
+    return [s for s in competition_training() + extra_training() if (s.values > 0).all()]
 
 
 def validation_split(s: Series, horizon: int) -> tuple[np.ndarray, np.ndarray]:

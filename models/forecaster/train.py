@@ -33,7 +33,7 @@ class TrainConfig:
     steps_per_epoch: int = 200
     max_epochs: int = 15
     patience: int = 4
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 200
     grad_clip: float = 1.0
@@ -119,8 +119,10 @@ def train(
     series: list[Series],
     progress: bool = True,
     val: tuple[Windows, Batch] | None = None,
+    log: bool = True,
 ) -> tuple[Forecaster, dict]:
-    """Train one model; returns the best-on-validation model and its history."""
+    """Train one model; returns the best-on-validation model and its history. `progress` shows bars, `log` one
+    line per epoch (what a background run's log keeps)."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     model = Forecaster(model_cfg)
@@ -131,7 +133,7 @@ def train(
     if val is None:
         windows = validation_windows(series)
         val = windows, windows.batch(model_cfg.context_length, model_cfg.max_horizon)
-    if progress:
+    if log:
         tqdm.write(
             f"seed {cfg.seed}: {len(pool)} training windows, built in {time.perf_counter() - start:.0f} s"
         )
@@ -169,7 +171,7 @@ def train(
             | metrics
         )
         per_group = " ".join(f"{g} {v['mase']:.4f}" for g, v in metrics["groups"].items())
-        if True:  # one line per epoch even without progress bars (logs of background runs)
+        if log:
             tqdm.write(
                 f"seed {cfg.seed} epoch {epoch}: loss {history[-1]['train_loss']:.4f} "
                 f"val MASE {metrics['val_mase']:.4f} ({per_group})"
@@ -182,7 +184,8 @@ def train(
                 break
     model.load_state_dict(best_state)
     model.eval()
-    return model, {"best_val_mase": best, "epochs": history, "train_config": asdict(cfg)}
+    record = {"best_val_mase": best, "epochs": history, "train_config": asdict(cfg), "windows": len(pool)}
+    return model, record
 
 
 def save_checkpoint(path: Path, model: Forecaster, record: dict) -> None:

@@ -31,7 +31,9 @@ def test_features_module_imports_neither_torch_nor_pandas() -> None:
 
 
 def test_feeds_have_the_declared_names_shapes_and_left_padding() -> None:
-    feeds, scales = make_inputs([np.arange(1.0, 11.0), _seasonal()], [1, 12], context_length=16, max_horizon=6)
+    feeds, scales = make_inputs(
+        [np.arange(1.0, 11.0), _seasonal()], [1, 12], context_length=16, max_horizon=6
+    )
     assert list(feeds) == list(INPUT_NAMES)
     assert all(v.dtype == np.float32 for v in feeds.values())
     assert feeds["context"].shape == feeds["mask"].shape == feeds["seasonal"].shape == (2, 16)
@@ -102,7 +104,9 @@ def test_non_positive_series_are_shifted_and_round_trip() -> None:
     assert scales[0, 1] > 3.0 and scales[1, 1] == 1.0  # shift c = -min + mean|x| (1 for an all-zero row)
     assert feeds["static"][:, 8].tolist() == [1.0, 1.0]
     y = np.array([[1.0, -2.0, 0.0, 7.0], [0.0, 0.5, -0.5, 0.0]])
-    np.testing.assert_allclose(to_original_units(to_model_units(y, scales)[..., None], scales)[..., 0], y, atol=1e-9)
+    np.testing.assert_allclose(
+        to_original_units(to_model_units(y, scales)[..., None], scales)[..., 0], y, atol=1e-9
+    )
 
 
 def test_constant_series_gives_a_flat_anchor_and_non_finite_values_are_refused() -> None:

@@ -15,6 +15,9 @@ def train_forecaster(
     run_dir: Path = typer.Option(DEFAULT_RUN_DIR, help="Where checkpoints are written."),
     seeds: str = typer.Option("0", help="Comma-separated seeds: one ensemble member per seed."),
     lookbacks: str = typer.Option("", help="Comma-separated lookback per member (default: the context)."),
+    unanchored: bool = typer.Option(
+        False, help="Predict around the level (plain ES-RNN), not the Theta line."
+    ),
     cell: str = typer.Option("lstm", help="lstm (LayerNorm-LSTM) or gru (LayerNorm-GRU)."),
     norm: str = typer.Option("layernorm", help="layernorm or rmsnorm."),
     hidden: int = typer.Option(48, help="Hidden size of every recurrent layer."),
@@ -42,6 +45,7 @@ def train_forecaster(
         n_layer=layers,
         hidden=hidden,
         norm_type=norm,
+        anchored=not unanchored,
     )
     cfg = TrainConfig(
         batch_size=batch_size,

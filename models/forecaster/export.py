@@ -21,6 +21,7 @@ from torch import nn
 
 from models.forecaster.features import INPUT_NAMES, make_inputs, to_original_units
 from models.forecaster.model import Forecaster, ForecasterEnsemble
+from models.forecaster.windows import Batch, Windows, validation_windows
 from models.sidecar import IR_VERSION, OPSET, STATISTICS, file_entry, reference_activations
 
 FEATURES_MODULE = "models.forecaster.features"
@@ -253,6 +254,35 @@ def _summary(record: dict) -> dict:
     }
 
 
+THETA_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+CLASS_GROUPS = {
+    0: ("M3/yearly",),
+    1: ("M3/quarterly",),
+    2: ("M3/monthly", "M1/monthly"),
+}  # static column -> val
+
+
+def select_theta_weights(model: ForecasterEnsemble, windows: Windows, batch: Batch) -> dict:
+    """Per season-length class, the weight w of the Theta forecast in the combined median (ForecasterEnsemble)
+    with the lowest mean validation MASE over that class's groups; the class 'other' keeps w = 0."""
+    from models.forecaster.train import group_scores, predict
+
+    model.theta_weights.zero_()
+    q, _ = predict(model, batch.feeds)  # [N, Hz, Q]
+    shift = batch.feeds["anchor"][:, :, None] - q[..., model.config.quantiles.index(0.5)][..., None]
+    table: dict[str, dict[str, float]] = {}
+    for column, groups in CLASS_GROUPS.items():
+        scores = {}
+        for w in THETA_GRID:
+            per_group = group_scores(
+                windows, to_original_units(q + w * shift, batch.scales), model.config.quantiles
+            )
+            scores[w] = float(np.mean([per_group[g]["mase"] for g in groups]))
+        model.theta_weights[column] = min(scores, key=scores.__getitem__)
+        table[",".join(groups)] = {str(w): round(v, 4) for w, v in scores.items()}
+    return {"weights": model.theta_weights.tolist(), "validation_mase": table}
+
+
 def run_export(run_dir: Path, out_dir: Path, name: str, progress: bool = True) -> dict:
     """Checkpoints -> both graphs -> validation scores through ONNX Runtime -> sidecar.
 
@@ -260,7 +290,6 @@ def run_export(run_dir: Path, out_dir: Path, name: str, progress: bool = True) -
     service runtime and next to the statsforecast baselines."""
     from models.forecaster.data import training_series
     from models.forecaster.train import group_scores
-    from models.forecaster.windows import validation_windows
 
     torch.set_num_threads(1)
     model, records = load_ensemble(run_dir)
@@ -268,10 +297,13 @@ def run_export(run_dir: Path, out_dir: Path, name: str, progress: bool = True) -
         record["lookback"] = member.config.lookback
     cfg = model.config
     folder = out_dir / name
-    seconds = export_graphs(model, folder)
     series = training_series()
     windows = validation_windows(series)
     batch = windows.batch(cfg.context_length, cfg.max_horizon)
+    combination = select_theta_weights(model, windows, batch)
+    if progress:
+        print(f"theta weights per class (m = 1, 4, 12, other): {combination['weights']}")
+    seconds = export_graphs(model, folder)
     q = ort_predict(folder / "model.onnx")(batch.feeds)
     groups = group_scores(windows, to_original_units(q, batch.scales), cfg.quantiles)
     if progress:
@@ -279,6 +311,7 @@ def run_export(run_dir: Path, out_dir: Path, name: str, progress: bool = True) -
     training = {
         "members": [_summary(r) for r in records],
         "validation": groups,
+        "combination": combination,
         "export_seconds": round(seconds, 1),
         "data": {"series": len(series), "datasets": sorted({s.dataset for s in series})},
     }

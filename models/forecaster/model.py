@@ -148,6 +148,9 @@ class ForecasterConfig:
     norm_eps: float = 1e-5
     feature_clip: float = 20.0  # inputs in units of d are clipped so one outlier cannot saturate every gate
     min_diff: float = 1e-3  # floor of d (log units: 0.1% per step; a constant series has d = 0)
+    anchored: bool = (
+        True  # predict around the Theta forecast; False: around the level (plain ES-RNN), Theta unseen
+    )
 
     @property
     def norm_placement(self) -> str:
@@ -216,6 +219,7 @@ class Forecaster(nn.Module):
         return_activations: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         d = self.scale(context, mask)  # [B, 1]
+        anchor = anchor if self.config.anchored else torch.zeros_like(anchor)  # [B, Hz]
         x = self.inputs(context, mask, seasonal, static, d)  # [B, L, n_in]
         w = mask[:, -self.config.lookback :]  # [B, L]
         lasts, stats = [], []
@@ -238,13 +242,18 @@ class Forecaster(nn.Module):
 
 class ForecasterEnsemble(nn.Module):
     """Members (seeds, lookbacks) whose quantiles are averaged in the graph (a mean of sorted vectors stays
-    sorted); the activations of every member are reported, member by member."""
+    sorted); the activations of every member are reported, member by member.
 
-    def __init__(self, members: list[Forecaster]) -> None:
+    Combination with the classical component: the whole band is moved by w * (anchor - median), w chosen on
+    validation per season-length class (static columns 0..3: m = 1, 4, 12, other); w = 0 is the plain ensemble,
+    w = 1 puts the median on the Theta forecast."""
+
+    def __init__(self, members: list[Forecaster], theta_weights: list[float] | None = None) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
         self.config = members[0].config
         assert len({m.config.context_length for m in members}) == 1, "members share the feature context"
+        self.register_buffer("theta_weights", torch.tensor(theta_weights or [0.0] * 4))  # [4]
 
     @property
     def layer_names(self) -> list[str]:
@@ -263,5 +272,8 @@ class ForecasterEnsemble(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         outs = [m(context, mask, seasonal, anchor, static, return_activations) for m in self.members]
         quantiles = torch.stack([q for q, _ in outs]).mean(0)  # [B, Hz, Q]
+        mid = self.config.quantiles.index(0.5)
+        w = (static[:, :4] * self.theta_weights).sum(-1)[:, None, None]  # [B, 1, 1]
+        quantiles = quantiles + w * (anchor.unsqueeze(-1) - quantiles[..., mid : mid + 1])  # [B, Hz, Q]
         activations = torch.cat([a for _, a in outs], dim=1) if return_activations else None  # [B, K * L, 5]
         return quantiles, activations

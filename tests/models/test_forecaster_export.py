@@ -27,7 +27,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[ForecasterEnsemble, 
     cfg = ForecasterConfig(
         context_length=CONTEXT, lookback=CONTEXT, max_horizon=HORIZON, hidden=8, quantiles=[0.1, 0.5, 0.9]
     )
-    model = ForecasterEnsemble([Forecaster(cfg), Forecaster(replace(cfg, lookback=8))]).eval()
+    members = [Forecaster(cfg), Forecaster(replace(cfg, lookback=8))]
+    # non-zero Theta weights, so the exported combination is covered by the parity test
+    model = ForecasterEnsemble(members, theta_weights=[0.0, 0.2, 0.4, 0.0]).eval()
     with torch.no_grad():  # a trained-looking head, so the quantiles are not all equal to the anchor
         for m in model.members:
             m.head[-1].weight.normal_(0, 0.3)
@@ -115,3 +117,18 @@ def test_statistics_of_a_row_do_not_depend_on_its_batch(tiny: tuple) -> None:
     single = session.run(None, alone)
     np.testing.assert_allclose(single[0][0], batched[0][1], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(single[1][0], batched[1][1], rtol=1e-5, atol=1e-6)
+
+
+def test_theta_weight_one_puts_the_median_on_the_theta_forecast(tiny: tuple) -> None:
+    model, _ = tiny
+    feeds, _ = make_inputs(_series(), [12, 1, 4], CONTEXT, HORIZON)
+    inputs = {k: torch.from_numpy(v) for k, v in feeds.items()}
+    full = ForecasterEnsemble(list(model.members), theta_weights=[1.0, 1.0, 1.0, 1.0]).eval()
+    none = ForecasterEnsemble(list(model.members)).eval()
+    with torch.no_grad():
+        q_full, _ = full(**inputs)
+        q_none, _ = none(**inputs)
+    np.testing.assert_allclose(q_full[..., 1].numpy(), feeds["anchor"], atol=1e-6)  # the median (0.5)
+    np.testing.assert_allclose(  # the band keeps its shape around the new median
+        (q_full - q_full[..., 1:2]).numpy(), (q_none - q_none[..., 1:2]).numpy(), atol=1e-6
+    )

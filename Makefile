@@ -40,6 +40,8 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	VENV=$(VENV) scripts/lint-deploy.sh
 
+FORECASTER_TRAIN := --max-epochs 6 --steps-per-epoch 150 --windows-per-series 20 --lr 1e-3 --quiet
+
 IMAGE_TARGET ?= cpu
 BASE_IMAGE ?=
 
@@ -56,7 +58,10 @@ train: $(STAMP)
 	$(VENV)/bin/lnserve train chatbot --placement pre --name chatbot-pre --seed 0
 	$(VENV)/bin/lnserve train chatbot --placement peri --name chatbot-peri --seed 0
 	$(VENV)/bin/lnserve export chatbot --select-default
-	$(VENV)/bin/lnserve train forecaster --name forecaster
+	# the forecaster ensemble: one member per call (seed, lookback), then the export that combines them
+	$(VENV)/bin/lnserve train forecaster --name forecaster $(FORECASTER_TRAIN) --seeds 0 --lookbacks 36 --max-epochs 8
+	$(VENV)/bin/lnserve train forecaster --name forecaster $(FORECASTER_TRAIN) --seeds 1 --lookbacks 48
+	$(VENV)/bin/lnserve train forecaster --name forecaster $(FORECASTER_TRAIN) --seeds 2 --lookbacks 24
 	$(VENV)/bin/lnserve export forecaster --name forecaster
 
 # The forecaster on M3 monthly / quarterly, M1 monthly and Tourism monthly through the service runtime, next to

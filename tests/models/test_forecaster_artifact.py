@@ -93,8 +93,9 @@ def test_committed_model_is_scale_equivariant_monotone_and_handles_edge_cases(
     q1000 = _forecast(meta, fast, [1000 * s for s in series], [12, 1, 1])
     np.testing.assert_allclose(q1000, 1000 * q, rtol=1e-4)
     assert np.isfinite(q).all() and (np.diff(q, axis=-1) >= 0).all()
-    np.testing.assert_allclose(q[1], 42.0, rtol=0.01)  # a constant stays (nearly) constant
     median = meta["forecaster"]["quantiles"].index(0.5)
+    np.testing.assert_allclose(q[1, :, median], 42.0, rtol=0.005)  # a constant stays (nearly) constant
+    np.testing.assert_allclose(q[1], 42.0, rtol=0.05)  # within a narrow band
     np.testing.assert_allclose(q[0, :12, median], seasonal[-12:] + 36, rtol=0.1)  # follows the season
 
 

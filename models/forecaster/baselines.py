@@ -57,7 +57,12 @@ def fit(series: list[TestSeries], quantiles: list[float], n_jobs: int = 1) -> di
 
 
 def baselines(
-    name: str, series: list[TestSeries], quantiles: list[float], cache_dir: Path, recompute: bool
+    name: str,
+    series: list[TestSeries],
+    quantiles: list[float],
+    cache_dir: Path,
+    recompute: bool,
+    n_jobs: int = 1,
 ) -> tuple[dict[str, np.ndarray], float]:
     """The baselines of one test set and the seconds their fit took (0 when read from the cache)."""
     path = cache_dir / f"{name}.npz"
@@ -67,7 +72,7 @@ def baselines(
         if np.array_equal(stored.pop("key"), key):
             return stored, 0.0
     start = time.perf_counter()
-    result = fit(series, quantiles)
+    result = fit(series, quantiles, n_jobs)
     seconds = time.perf_counter() - start
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, key=key, **result)

@@ -67,7 +67,7 @@ def theta_forecasts(series: list[TestSeries], context_length: int, max_horizon: 
     return to_original_units(np.repeat(feeds["anchor"][:, :, None], n_q, axis=-1), scales)
 
 
-def evaluate_set(name: str, runtime, cache_dir: Path, recompute: bool) -> dict:  # type: ignore[no-untyped-def]
+def evaluate_set(name: str, runtime, cache_dir: Path, recompute: bool, n_jobs: int = 1) -> dict:  # type: ignore[no-untyped-def]
     series = test_set(name)
     quantiles = runtime.quantile_levels
     start = time.perf_counter()
@@ -76,7 +76,7 @@ def evaluate_set(name: str, runtime, cache_dir: Path, recompute: bool) -> dict: 
     forecasts["theta_component"] = theta_forecasts(
         series, runtime.context_length, runtime.max_horizon, len(quantiles)
     )
-    base, base_seconds = baselines(name, series, quantiles, cache_dir, recompute)
+    base, base_seconds = baselines(name, series, quantiles, cache_dir, recompute, n_jobs)
     forecasts |= base
     args = ([s.x for s in series], [s.xx for s in series], [s.season_length for s in series])
     table = {row: score(*args, forecasts[row], quantiles) for row in ROWS}
@@ -110,11 +110,13 @@ def format_table(name: str, result: dict) -> str:
     return head + "\n".join(lines)
 
 
-def run_evaluation(folder: Path, cache_dir: Path, recompute: bool, out: Path | None, sets: list[str]) -> dict:
+def run_evaluation(
+    folder: Path, cache_dir: Path, recompute: bool, out: Path | None, sets: list[str], n_jobs: int = 1
+) -> dict:
     runtime = load_runtime(folder)
     results, report = {}, []
     for name in sets:
-        results[name] = evaluate_set(name, runtime, cache_dir, recompute)
+        results[name] = evaluate_set(name, runtime, cache_dir, recompute, n_jobs)
         report.append(format_table(name, results[name]))
         print(report[-1] + "\n", flush=True)
     if out is not None:
@@ -145,8 +147,9 @@ def main() -> None:
         "--recompute-baselines", action="store_true", help="refit statsforecast (no cache read)"
     )
     parser.add_argument("--out", type=Path, default=Path("docs/forecaster/evaluation.md"))
+    parser.add_argument("--n-jobs", type=int, default=1, help="statsforecast worker processes")
     args = parser.parse_args()
-    run_evaluation(args.artifact, args.cache_dir, args.recompute_baselines, args.out, args.sets)
+    run_evaluation(args.artifact, args.cache_dir, args.recompute_baselines, args.out, args.sets, args.n_jobs)
 
 
 if __name__ == "__main__":

@@ -249,6 +249,8 @@ def _summary(record: dict) -> dict:
     ]
     return {
         "best_val_mase": record["best_val_mase"],
+        "lookback": record.get("lookback"),
+        "windows": record.get("windows"),
         "train_config": record["train_config"],
         "epochs": epochs,
     }

@@ -35,7 +35,7 @@ def training_curves(meta: dict, path: Path) -> None:
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
     for k, member in enumerate(members):
         epochs = [e["epoch"] for e in member["epochs"]]
-        label = f"member {k} (lookback {member['lookback']})"
+        label = f"member {k} (lookback {meta['forecaster']['lookbacks'][k]})"
         ax_loss.plot(epochs, [e["train_loss"] for e in member["epochs"]], marker="o", label=label)
         ax_val.plot(epochs, [e["val_mase"] for e in member["epochs"]], marker="o", label=label)
     ax_loss.set(title="training pinball loss (units of d)", xlabel="epoch")

@@ -58,8 +58,9 @@ def torch_model(artifact: Artifact) -> tuple[torch.nn.Module, str]:
         from models.forecaster.export import load_ensemble
 
         trained = list(load_ensemble(run_dir)[0].members)[:members]  # as many members as the artifact has
+        weights = artifact.sidecar["training"].get("combination", {}).get("weights")  # the Theta weights
         return ForecasterEnsemble(
-            trained
+            trained, weights
         ).eval(), f"trained (runs/forecaster/{artifact.name}, {members} member(s))"
     torch.manual_seed(0)
     cfg = _config(ForecasterConfig, artifact.sidecar["config"])

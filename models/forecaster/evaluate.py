@@ -76,10 +76,12 @@ def evaluate_set(name: str, runtime, cache_dir: Path, recompute: bool, n_jobs: i
     forecasts["theta_component"] = theta_forecasts(
         series, runtime.context_length, runtime.max_horizon, len(quantiles)
     )
-    base, base_seconds = baselines(name, series, quantiles, cache_dir, recompute, n_jobs)
+    base, base_seconds = (
+        baselines(name, series, quantiles, cache_dir, recompute, n_jobs) if n_jobs else ({}, 0.0)
+    )
     forecasts |= base
     args = ([s.x for s in series], [s.xx for s in series], [s.season_length for s in series])
-    table = {row: score(*args, forecasts[row], quantiles) for row in ROWS}
+    table = {row: score(*args, forecasts[row], quantiles) for row in ROWS if row in forecasts}
     return {
         "models": table,
         "n_series": len(series),
@@ -147,7 +149,9 @@ def main() -> None:
         "--recompute-baselines", action="store_true", help="refit statsforecast (no cache read)"
     )
     parser.add_argument("--out", type=Path, default=Path("docs/forecaster/evaluation.md"))
-    parser.add_argument("--n-jobs", type=int, default=1, help="statsforecast worker processes")
+    parser.add_argument(
+        "--n-jobs", type=int, default=1, help="statsforecast worker processes (0: no baselines)"
+    )
     args = parser.parse_args()
     run_evaluation(args.artifact, args.cache_dir, args.recompute_baselines, args.out, args.sets, args.n_jobs)
 

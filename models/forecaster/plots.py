@@ -32,14 +32,14 @@ FANS = (
 
 def training_curves(meta: dict, path: Path) -> None:
     members = meta["training"]["members"]
-    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(12.5, 4))
     for k, member in enumerate(members):
         epochs = [e["epoch"] for e in member["epochs"]]
         label = f"member {k} (lookback {meta['forecaster']['lookbacks'][k]})"
         ax_loss.plot(epochs, [e["train_loss"] for e in member["epochs"]], marker="o", label=label)
         ax_val.plot(epochs, [e["val_mase"] for e in member["epochs"]], marker="o", label=label)
     ax_loss.set(title="training pinball loss (units of d)", xlabel="epoch")
-    ax_val.set(title="validation MASE (mean of M3 monthly, M1 monthly, M3 quarterly)", xlabel="epoch")
+    ax_val.set(title="validation MASE (mean: M3 monthly, M1 monthly, M3 quarterly)", xlabel="epoch")
     for ax in (ax_loss, ax_val):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -60,7 +60,6 @@ train: $(STAMP)
 	$(VENV)/bin/lnserve export chatbot --select-default
 	# the forecaster ensemble: one member per call (seed, lookback), then the export that combines them
 	$(VENV)/bin/lnserve train forecaster --name forecaster $(FORECASTER_TRAIN) --seeds 0 --lookbacks 36 --max-epochs 8
-	$(VENV)/bin/lnserve train forecaster --name forecaster $(FORECASTER_TRAIN) --seeds 1 --lookbacks 48
 	$(VENV)/bin/lnserve train forecaster --name forecaster $(FORECASTER_TRAIN) --seeds 2 --lookbacks 24
 	$(VENV)/bin/lnserve export forecaster --name forecaster
 

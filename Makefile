@@ -8,8 +8,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint train image test-container bench bench-peers bench-peers-quick bench-peers-chart screenshots \
-	gpu-prepare clean
+.PHONY: venv run test lint train eval-forecaster image test-container bench bench-peers bench-peers-quick \
+	bench-peers-chart screenshots gpu-prepare clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	else echo "no local torch==2.13.0; the [train] extra resolves torch"; fi
 	rm -rf $(VENV)/.torch-probe
 	$(PIP) install -q -e '.[train,dev,gpu]'
+	# the forecaster's tsibbledata / fpp3 series: tswidgets pins old setuptools and statsmodels it does not need
+	$(PIP) install -q --no-deps 'tswidgets>=0.0.2'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -43,6 +45,8 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	VENV=$(VENV) scripts/lint-deploy.sh
 
+FORECASTER_TRAIN := --max-epochs 6 --steps-per-epoch 150 --windows-per-series 20 --lr 1e-3 --quiet
+
 IMAGE_TARGET ?= cpu
 BASE_IMAGE ?=
 
@@ -59,8 +63,16 @@ train: $(STAMP)
 	$(VENV)/bin/lnserve train chatbot --placement pre --name chatbot-pre --seed 0
 	$(VENV)/bin/lnserve train chatbot --placement peri --name chatbot-peri --seed 0
 	$(VENV)/bin/lnserve export chatbot --select-default
-	$(VENV)/bin/lnserve train forecaster --name forecaster
+	# the forecaster ensemble: one member per call (seed, lookback), then the export that combines them
+	$(VENV)/bin/lnserve train forecaster --name forecaster $(FORECASTER_TRAIN) --seeds 0 --lookbacks 36 --max-epochs 8
+	$(VENV)/bin/lnserve train forecaster --name forecaster $(FORECASTER_TRAIN) --seeds 2 --lookbacks 24
 	$(VENV)/bin/lnserve export forecaster --name forecaster
+
+# The forecaster on M3 monthly / quarterly, M1 monthly and Tourism monthly through the service runtime, next to
+# statsforecast baselines refitted in this run (about 30 min on 2 cores), then the plots of docs/forecaster.md.
+eval-forecaster: $(STAMP)
+	$(PY) -m models.forecaster.evaluate --recompute-baselines --out docs/forecaster/evaluation.md
+	$(PY) -m models.forecaster.plots --out docs/forecaster
 
 bench: $(STAMP)
 	scripts/ensure-wrk.sh

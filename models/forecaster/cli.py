@@ -8,6 +8,16 @@ import typer
 
 DEFAULT_RUN_DIR = Path("runs/forecaster")
 DEFAULT_OUT_DIR = Path(__file__).parent / "artifacts"
+# Options passed through to TrainConfig under their own names.
+TRAIN_OPTIONS = (
+    "batch_size",
+    "steps_per_epoch",
+    "max_epochs",
+    "patience",
+    "lr",
+    "windows_per_series",
+    "threads",
+)
 
 
 def train_forecaster(
@@ -38,6 +48,7 @@ def train_forecaster(
     from models.forecaster.model import ForecasterConfig
     from models.forecaster.train import TrainConfig, run_training
 
+    given = dict(locals())
     model_cfg = ForecasterConfig(
         context_length=context_length,
         lookback=context_length,
@@ -47,15 +58,7 @@ def train_forecaster(
         norm_type=norm,
         anchored=not unanchored,
     )
-    cfg = TrainConfig(
-        batch_size=batch_size,
-        steps_per_epoch=steps_per_epoch,
-        max_epochs=max_epochs,
-        patience=patience,
-        lr=lr,
-        windows_per_series=windows_per_series,
-        threads=threads,
-    )
+    cfg = TrainConfig(**{k: given[k] for k in TRAIN_OPTIONS})
     run_training(
         model_cfg,
         cfg,

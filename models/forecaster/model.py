@@ -233,15 +233,12 @@ class ForecasterEnsemble(nn.Module):
         return [f"member{k}.{name}" for k, m in enumerate(self.members) for name in m.layer_names]
 
     def forward(
-        self,
-        context: torch.Tensor,  # [B, T]
-        mask: torch.Tensor,  # [B, T]
-        seasonal: torch.Tensor,  # [B, T]
-        anchor: torch.Tensor,  # [B, max_horizon]
-        static: torch.Tensor,  # [B, n_static]
-        return_activations: bool = False,
+        self, *inputs: torch.Tensor, return_activations: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        outs = [m(context, mask, seasonal, anchor, static, return_activations) for m in self.members]
+        """`inputs`: what `Forecaster.forward` takes, in `features.INPUT_NAMES` order (context, mask, seasonal,
+        anchor, static)."""
+        anchor, static = inputs[3], inputs[4]  # [B, max_horizon], [B, n_static]
+        outs = [m(*inputs, return_activations=return_activations) for m in self.members]
         quantiles = torch.stack([q for q, _ in outs]).mean(0)  # [B, Hz, Q]
         mid = self.config.quantiles.index(0.5)
         w = (static[:, :4] * self.theta_weights).sum(-1)[:, None, None]  # [B, 1, 1]

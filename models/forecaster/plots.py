@@ -30,6 +30,16 @@ FANS = (
 )
 
 
+def finish(fig: plt.Figure, axes: list[plt.Axes], path: Path) -> None:
+    """Grid and legend on every panel, then the PNG."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def training_curves(meta: dict, path: Path) -> None:
     members = meta["training"]["members"]
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(12.5, 4))
@@ -40,12 +50,7 @@ def training_curves(meta: dict, path: Path) -> None:
         ax_val.plot(epochs, [e["val_mase"] for e in member["epochs"]], marker="o", label=label)
     ax_loss.set(title="training pinball loss (units of d)", xlabel="epoch")
     ax_val.set(title="validation MASE (mean: M3 monthly, M1 monthly, M3 quarterly)", xlabel="epoch")
-    for ax in (ax_loss, ax_val):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish(fig, [ax_loss, ax_val], path)
 
 
 def gradient_norms(meta: dict, path: Path) -> None:
@@ -56,11 +61,7 @@ def gradient_norms(meta: dict, path: Path) -> None:
         for layer in member["epochs"][0]["grad_norms"]:
             ax.plot(epochs, [e["grad_norms"][layer] for e in member["epochs"]], marker="o", label=layer)
         ax.set(title=f"member {k}: gradient norm per layer", xlabel="epoch", yscale="log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    finish(fig, list(axes[0]), path)
 
 
 def fan_charts(folder: Path, path: Path) -> None:

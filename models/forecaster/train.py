@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from models.forecaster.data import Series
-from models.forecaster.features import to_original_units
+from models.forecaster.features import INPUT_NAMES, to_original_units
 from models.forecaster.metrics import score
 from models.forecaster.model import Forecaster, ForecasterConfig
 from models.forecaster.windows import Batch, Windows, training_pool, validation_windows
@@ -72,7 +72,8 @@ def predict(
     model.eval()
     qs, acts = [], []
     for lo in range(0, len(feeds["context"]), chunk):
-        q, a = model(**tensors({k: v[lo : lo + chunk] for k, v in feeds.items()}), return_activations=True)
+        inputs = tensors({k: feeds[k][lo : lo + chunk] for k in INPUT_NAMES}).values()  # in the graph's order
+        q, a = model(*inputs, return_activations=True)
         qs.append(q.numpy())
         acts.append(a.numpy())
     return np.concatenate(qs), np.concatenate(acts)

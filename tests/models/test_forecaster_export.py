@@ -13,7 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from models.forecaster.export import export_onnx  # noqa: E402
-from models.forecaster.features import make_inputs, to_original_units  # noqa: E402
+from models.forecaster.features import INPUT_NAMES, make_inputs, to_original_units  # noqa: E402
 from models.forecaster.model import Forecaster, ForecasterConfig, ForecasterEnsemble  # noqa: E402
 from service.runtime.providers import session_options  # noqa: E402
 
@@ -73,7 +73,7 @@ def test_onnx_runtime_matches_pytorch_for_quantiles_and_every_statistic(tiny: tu
     feeds, _ = make_inputs(_series(), [12, 1, 1], CONTEXT, HORIZON)
     q_ort, acts_ort = _session(folder, True).run(None, feeds)
     with torch.no_grad():
-        q, acts = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}, return_activations=True)
+        q, acts = model(*(torch.from_numpy(feeds[k]) for k in INPUT_NAMES), return_activations=True)
     assert acts_ort.shape == (3, len(model.layer_names), 5) == tuple(acts.shape)
     np.testing.assert_allclose(q_ort, q.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(acts_ort, acts.numpy(), rtol=1e-4, atol=1e-5)
@@ -122,12 +122,12 @@ def test_statistics_of_a_row_do_not_depend_on_its_batch(tiny: tuple) -> None:
 def test_theta_weight_one_puts_the_median_on_the_theta_forecast(tiny: tuple) -> None:
     model, _ = tiny
     feeds, _ = make_inputs(_series(), [12, 1, 4], CONTEXT, HORIZON)
-    inputs = {k: torch.from_numpy(v) for k, v in feeds.items()}
+    inputs = [torch.from_numpy(feeds[k]) for k in INPUT_NAMES]
     full = ForecasterEnsemble(list(model.members), theta_weights=[1.0, 1.0, 1.0, 1.0]).eval()
     none = ForecasterEnsemble(list(model.members)).eval()
     with torch.no_grad():
-        q_full, _ = full(**inputs)
-        q_none, _ = none(**inputs)
+        q_full, _ = full(*inputs)
+        q_none, _ = none(*inputs)
     np.testing.assert_allclose(q_full[..., 1].numpy(), feeds["anchor"], atol=1e-6)  # the median (0.5)
     np.testing.assert_allclose(  # the band keeps its shape around the new median
         (q_full - q_full[..., 1:2]).numpy(), (q_none - q_none[..., 1:2]).numpy(), atol=1e-6

@@ -73,7 +73,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     LNSERVE_MODEL_DIR=/app/models \
     LNSERVE_LOG_FORMAT=json
 WORKDIR /app
-EXPOSE 8000
+EXPOSE 8000 8001
 # uvicorn drains in-flight requests on SIGTERM (LNSERVE_GRACEFUL_TIMEOUT_S, 30 s by default).
 STOPSIGNAL SIGTERM
 # Ready means every model is loaded and warmed up; the first start may take a minute on a small CPU.

@@ -42,13 +42,18 @@ def prepared_runtime(artifact: Artifact, threads: int = 1, load: bool = False) -
     return runtime
 
 
-def bench_items(runtime: Runtime[Any, Any], batch: int) -> list[Any]:
-    """The kind's benchmark bodies as items; batch 1 is the body of median size."""
-    kind = KINDS[runtime.artifact.kind]
+def bench_bodies(kind: AnyKind, batch: int) -> list[dict[str, Any]]:
+    """`batch` of the kind's benchmark bodies; batch 1 is the body of median size."""
     bodies = kind.bench_bodies(max(batch, 64))
     if batch == 1:
-        bodies = [sorted(bodies, key=lambda b: len(json.dumps(b)))[len(bodies) // 2]]
-    parsed = [kind.route.request.model_validate(body) for body in bodies[:batch]]
+        return [sorted(bodies, key=lambda b: len(json.dumps(b)))[len(bodies) // 2]]
+    return bodies[:batch]
+
+
+def bench_items(runtime: Runtime[Any, Any], batch: int) -> list[Any]:
+    """The kind's benchmark bodies as items."""
+    kind = KINDS[runtime.artifact.kind]
+    parsed = [kind.route.request.model_validate(body) for body in bench_bodies(kind, batch)]
     return [item for body in parsed for item in kind.parse(runtime, body).items]
 
 

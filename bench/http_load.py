@@ -21,7 +21,7 @@ from typing import Any
 from bench import bodies
 from bench.bodies import bodies_for
 from bench.servers import ServerSpec, batch_totals, running
-from bench.tables import dump_json, header, markdown_table
+from bench.tables import dump_json, header, load_cells, markdown_table
 from bench.wrk import Load, require_wrk, run_wrk
 from service.settings import Settings
 
@@ -72,11 +72,7 @@ def table(results: dict[int, dict[str, dict[str, float]]]) -> str:
         for name, r in by_server.items():
             rows.append(
                 [
-                    str(c),
-                    name,
-                    f"{r['ok_per_s']:.0f}",
-                    f"{r['p50_ms']:.2f}",
-                    f"{r['p99_ms']:.2f}",
+                    *load_cells(c, name, r),
                     str(int(r["errors"])),
                     f"{r['mean_batch']:.1f}" if r["mean_batch"] else "-",
                     f"{r['ok_per_s'] / off:.2f}x" if off else "-",

@@ -21,7 +21,16 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from bench.artifacts import KINDS, ROOT, Artifact, default_artifact, feeds_for, kind_of
+from bench.artifacts import (
+    KINDS,
+    ROOT,
+    Artifact,
+    bench_bodies,
+    default_artifact,
+    feeds_for,
+    kind_of,
+    prepared_runtime,
+)
 from bench.tables import dump_json, header, markdown_table
 from bench.timing import interleaved, median_ms
 from models.sidecar import FAST
@@ -30,6 +39,8 @@ from service.runtime.providers import session_options
 RUNS_DIR = ROOT / "runs"
 BATCHES = (1, 32)
 TARGET_SPEEDUP = 3.0  # ORT >= 3x eager at batch 1 (issue 4)
+KINDS_BY_ARTIFACT: dict[str, str] = {}
+SERVICE_TARGET_MS = {"forecaster": 5.0}  # one series at batch 1 through the service runtime (issue 11)
 
 
 def torch_model(artifact: Artifact) -> tuple[torch.nn.Module, str]:
@@ -116,6 +127,28 @@ def bench_kind(kind: str, seconds: float, thread_counts: list[int], tmp: Path) -
     return rows
 
 
+def service_path(kind: str, seconds: float, threads: int) -> list[dict[str, Any]]:
+    """A kind as the service runs a batch, without HTTP: each body parsed into items by the kind (tokenising, or
+    the forecaster's numpy features: Theta, level, seasonality), then one `predict` on the fast graph (padding,
+    decisions, the inverse transform)."""
+    artifact = default_artifact(kind)
+    runtime, spec = prepared_runtime(artifact, threads, load=True), KINDS[kind]
+    rows = []
+    for batch in BATCHES:
+        bodies = [spec.route.request.model_validate(b) for b in bench_bodies(spec, batch)]
+
+        def run(bodies: list[Any] = bodies) -> object:
+            items = [item for body in bodies for item in spec.parse(runtime, body).items]
+            return runtime.predict(items, False)
+
+        times = interleaved({"predict": run}, seconds)["predict"]
+        p50, p90 = median_ms(times), float(np.percentile(times, 90) * 1e3)
+        rows.append(
+            {"model": artifact.name, "threads": threads, "batch": batch, "p50_ms": p50, "p90_ms": p90}
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -132,6 +165,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the raw figures here")
     args = parser.parse_args()
     threads = [session_options(t).intra_op_num_threads for t in args.threads]
+    KINDS_BY_ARTIFACT.update({default_artifact(kind).name: kind for kind in args.kinds})
     with tempfile.TemporaryDirectory(prefix="lnserve-bench-") as tmp:
         rows = [row for kind in args.kinds for row in bench_kind(kind, args.seconds, threads, Path(tmp))]
     print(
@@ -171,7 +205,32 @@ def main() -> None:
             table,
         )
     )
-    dump_json(args.json, {"threads": threads, "rows": rows})
+    service = [row for kind in args.kinds for t in threads for row in service_path(kind, args.seconds, t)]
+    print(
+        header(
+            "Service path without HTTP: per-item parsing (tokens or numpy features) + one fast-graph predict"
+        )
+    )
+
+    def verdict(r: dict[str, Any]) -> str:
+        target = SERVICE_TARGET_MS.get(str(KINDS_BY_ARTIFACT.get(r["model"], "")))
+        if target is None or r["batch"] != 1:
+            return "-"
+        return f"{'met' if r['p50_ms'] <= target else 'missed'} (<= {target:g} ms)"
+
+    table = [
+        [
+            r["model"],
+            str(r["threads"]),
+            str(r["batch"]),
+            f"{r['p50_ms']:.3f}",
+            f"{r['p90_ms']:.3f}",
+            verdict(r),
+        ]
+        for r in service
+    ]
+    print(markdown_table(["model", "threads", "batch", "p50 ms", "p90 ms", "target @ b1"], table))
+    dump_json(args.json, {"threads": threads, "rows": rows, "service_path": service})
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
+from service.server import uvicorn_config
+from service.settings import Settings
+
 
 class ChatRequest(BaseModel):
     message: str = Field(min_length=1, max_length=2000)
@@ -58,18 +61,18 @@ async def forecast(req: ForecastRequest) -> dict[str, object]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def serve(app: FastAPI, description: str | None = None) -> None:
+    """Run ``app`` on ``--host``/``--port`` with the uvicorn settings of ``service.server.build_server`` (loop, HTTP
+    parser and worker count are uvicorn's defaults there too), so stacks served this way differ from the service
+    only in what runs behind the route."""
+    parser = argparse.ArgumentParser(description=description or __doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     args = parser.parse_args()
-    # The uvicorn settings of service.server.build_server (loop, HTTP parser and worker count are uvicorn's defaults
-    # there too), so both stacks differ only in what runs behind the route.
-    config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_config=None, access_log=False, proxy_headers=True
-    )
-    uvicorn.Server(config).run()
+    # The uvicorn configuration of `lnserve serve` (connection limits included), so both stacks differ only in what
+    # runs behind the route.
+    uvicorn.Server(uvicorn_config(Settings(host=args.host, port=args.port), app)).run()
 
 
 if __name__ == "__main__":
-    main()
+    serve(app)

@@ -32,7 +32,10 @@ class ServerSpec:
     def command(self, port: int) -> list[str]:
         if self.noop:
             return [sys.executable, "-m", "bench.noop_app", "--host", HOST, "--port", str(port)]
-        return [str(Path(sys.executable).parent / "lnserve"), "serve", "--host", HOST, "--port", str(port)]
+        # The CLI through this interpreter, not the `lnserve` script: hosts that run the code from a checkout (the
+        # GPU check) have no installed script.
+        serve = "from service.cli import app; app()"
+        return [sys.executable, "-c", serve, "serve", "--host", HOST, "--port", str(port)]
 
 
 def free_port() -> int:
@@ -67,7 +70,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def _started(spec: ServerSpec, log_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+def started(spec: ServerSpec, log_dir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     port = free_port()
     log = log_dir / f"{spec.name.replace(' ', '_').replace('/', '_')}.log"
     with log.open("wb") as out:
@@ -90,24 +93,28 @@ def cpu_seconds(url: str) -> float:
 
 
 @contextmanager
-def running(specs: list[ServerSpec], timeout_s: float = 300.0) -> Iterator[dict[str, str]]:
-    """Start every server at once, wait until each answers ``/v2/health/ready``; yields name -> base URL.
+def running(
+    specs: list[ServerSpec], timeout_s: float = 300.0, log_dir: Path | None = None
+) -> Iterator[dict[str, str]]:
+    """Start every server at once, wait until each answers ``/v2/health/ready``; yields name -> base URL. Their logs
+    go to ``log_dir`` (``<name>.log``, kept) or to a temporary folder.
 
     SIGTERM becomes an exit while they run, so the servers are stopped on the way out even then (a background job
     ignores SIGINT)."""
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with ExitStack() as stack:
         stack.callback(signal.signal, signal.SIGTERM, previous)
-        log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lnserve-bench-")))
-        started = {s.name: stack.enter_context(_started(s, log_dir)) for s in specs}
+        if log_dir is None:
+            log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lnserve-bench-")))
+        servers = {s.name: stack.enter_context(started(s, log_dir)) for s in specs}
         deadline = time.monotonic() + timeout_s
-        for name, (url, proc, log) in started.items():
+        for name, (url, proc, log) in servers.items():
             while not is_ready(url):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     tail = log.read_text(errors="replace")[-3000:]
                     raise RuntimeError(f"server {name!r} did not become ready:\n{tail}")
                 time.sleep(0.5)
-        yield {name: url for name, (url, _, _) in started.items()}
+        yield {name: url for name, (url, _, _) in servers.items()}
 
 
 def batch_totals(url: str) -> tuple[float, float] | None:

@@ -18,6 +18,11 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line, rule, *body])
 
 
+def load_cells(c: int, name: str, point: dict[str, float]) -> list[str]:
+    """The first cells of a load table's row: concurrency, server, req/s (2xx), p50 and p99 in ms."""
+    return [str(c), name, f"{point['ok_per_s']:.0f}", f"{point['p50_ms']:.2f}", f"{point['p99_ms']:.2f}"]
+
+
 def machine() -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, load avg {load}"

@@ -20,6 +20,10 @@ class Load:
     seconds: float
     p50_ms: float
     p99_ms: float
+    read: int = 0  # socket read errors (an answer cut off)
+    connect: int = 0  # connections refused
+    write: int = 0  # requests that could not be written
+    status: int = 0  # answers other than 2xx/3xx
 
     @property
     def ok_per_s(self) -> float:
@@ -64,4 +68,12 @@ def run_wrk(url: str, bodies: list[str], concurrency: int, seconds: float, timeo
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout[-2000:]} {out.stderr[-2000:]}")
     r = json.loads(line.removeprefix("BENCH_JSON "))
     errors = r["status"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
-    return Load(r["requests"], errors, r["duration_us"] / 1e6, r["p50_us"] / 1e3, r["p99_us"] / 1e3)
+    return Load(
+        r["requests"],
+        errors,
+        r["duration_us"] / 1e6,
+        r["p50_us"] / 1e3,
+        r["p99_us"] / 1e3,
+        r["read"],
+        r["connect"],
+    )

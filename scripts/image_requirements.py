@@ -16,6 +16,7 @@ from pathlib import Path
 
 ORT_PACKAGES = {"onnxruntime", "onnxruntime-gpu"}
 ORT_FOR_TARGET = {"cpu": "onnxruntime", "gpu": "onnxruntime-gpu[cuda,cudnn]"}
+IMAGE_EXTRAS = {"cpu": ("grpc",), "gpu": ("grpc", "gpu")}  # gRPC everywhere; fp16 at load and NVML on the GPU
 
 
 def _name(requirement: str) -> str:
@@ -48,7 +49,8 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
     project = tomllib.loads(Path(argv[1]).read_text())["project"]
-    print("\n".join(image_requirements(project["dependencies"], argv[2])))
+    extras = [r for extra in IMAGE_EXTRAS[argv[2]] for r in project["optional-dependencies"][extra]]
+    print("\n".join(image_requirements([*project["dependencies"], *extras], argv[2])))
     return 0
 
 

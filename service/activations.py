@@ -106,6 +106,7 @@ class ActivationMonitor:
         self, artifact: Artifact, history_s: int = 900, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.model = artifact.name
+        self.version = artifact.version
         self.layers = artifact.layers
         self.statistics = artifact.statistics
         self.reference = ReferenceTable.of(artifact)

@@ -5,24 +5,25 @@ The data plane is protocol-neutral and has its own lifecycle; the web app only s
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
 from service.dataplane import DataPlane
-from service.errors import InternalError, InvalidInput, LnserveError, format_validation_errors
-from service.rest import health, inspector, kserve, metrics, models, openai, openapi
+from service.errors import InvalidInput, LnserveError, format_validation_errors
+from service.rest import health, inspector, kserve, metrics, models, openai, openapi, repository
 from service.rest.kinds import kind_router
 from service.rest.middleware import RequestIdMiddleware
 from service.settings import Settings
-
-log = logging.getLogger(__name__)
+from service.v2codec import InferenceRequest
 
 
 def create_app(settings: Settings | None = None, plane: DataPlane | None = None) -> FastAPI:
@@ -31,16 +32,21 @@ def create_app(settings: Settings | None = None, plane: DataPlane | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await plane.start()
+        grpc_server = await _start_grpc(plane)
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(plane.settings.graceful_timeout_s)
             await plane.stop()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the package's own copies: /docs and /redoc work without internet access.
+    app = FastAPIOffline(
         title="lnserve",
         version=__version__,
         description="LayerNorm models on ONNX Runtime: chat intents, forecasts, activation statistics.",
         lifespan=lifespan,
+        redirect_slashes=False,  # its redirect names the Host header's host: an open redirect
     )
     app.state.dataplane = plane
     kinds = list(plane.kinds)
@@ -50,16 +56,41 @@ def create_app(settings: Settings | None = None, plane: DataPlane | None = None)
         models.router,
         kserve.router,
         kserve.infer_router,
+        repository.router,
         health.router,
         metrics.router,
         inspector.router,
     ):
         app.include_router(router)
     app.mount("/inspector/static", inspector.assets, name="inspector_static")
-    openapi.install(app, [*(kind.route.request for kind in kinds), openai.ChatCompletionRequest])
+    bodies: list[type[BaseModel]] = [
+        openai.ChatCompletionRequest,
+        InferenceRequest,
+        repository.IndexRequest,
+        repository.ControlRequest,
+    ]
+    openapi.install(app, plane, bodies)
     _add_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, allowed_hosts=plane.settings.allowed_hosts)
+    if plane.tracing.on:  # outermost: the access log line and everything below run inside the request span
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        app.add_middleware(OpenTelemetryMiddleware)
     return app
+
+
+async def _start_grpc(plane: DataPlane) -> Any:
+    """The gRPC server when `LNSERVE_GRPC_PORT` is set (the `grpc` extra)."""
+    settings = plane.settings
+    if settings.grpc_port is None:
+        return None
+    try:
+        from service.rpc import server
+    except ImportError as exc:
+        raise RuntimeError(
+            f"LNSERVE_GRPC_PORT needs the grpc extra (pip install 'lnserve[grpc]'): {exc}"
+        ) from exc
+    return await server.start(plane, settings.host, settings.grpc_port, settings.max_body_bytes)
 
 
 def _error_response(error: LnserveError, status_code: int | None = None) -> JSONResponse:
@@ -69,7 +100,8 @@ def _error_response(error: LnserveError, status_code: int | None = None) -> JSON
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    """One JSON error shape for everything: our errors, validation errors, routing errors and crashes."""
+    """One JSON error shape for everything: our errors, validation errors, routing errors (crashes: the
+    middleware, so that the connection stays usable)."""
 
     @app.exception_handler(LnserveError)
     async def on_service_error(request: Request, exc: LnserveError) -> JSONResponse:
@@ -82,8 +114,3 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _error_response(LnserveError(str(exc.detail), exc.headers), exc.status_code)
-
-    @app.exception_handler(Exception)
-    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error_response(InternalError("internal server error"))

@@ -1,9 +1,11 @@
 """Dynamic batching per model: up to `max_batch_size` items or `max_queue_delay`, whichever comes first.
 
-Items wait in a bounded queue (full -> `QueueFull` at once); one batch per model runs at a time in a worker thread,
-so the event loop keeps accepting while ONNX Runtime computes. With `group_by_key`, a batch only holds items whose
-`batch_key` equals that of the oldest waiting item (e.g. one length bucket). Each item gets back exactly its own
-outcome; an item that failed alone fails only its own request.
+Items wait in a bounded queue (full -> `QueueFull` at once; a request larger than any queue could take ->
+`PayloadTooLarge`); one batch per model runs at a time in a worker thread, so the event loop keeps accepting while
+ONNX Runtime computes. Batches are formed round-robin over the waiting requests, so a request of hundreds of items
+is spread over many batches and single requests still get into the next one. With `group_by_key`, a batch only
+holds items of one `batch_key` (e.g. one length bucket), the key whose request has waited longest for its turn.
+Each item gets back exactly its own outcome; an item that failed alone fails only its own request.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.errors import InternalError, LnserveError, QueueFull, RequestTimeout
+from service.errors import InternalError, LnserveError, PayloadTooLarge, QueueFull, RequestTimeout
 from service.metrics import Metrics
+from service.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,9 @@ class BatchPolicy(BaseModel):
     max_batch_size: int = Field(default=32, ge=1, le=1024, description="Largest batch handed to the runtime.")
     max_queue_delay_s: float = Field(default=0.0005, ge=0, description="Wait for more items after the first.")
     max_queue_size: int = Field(default=512, ge=1, description="Items that may wait; one more is refused.")
+    max_items_per_request: int = Field(
+        default=256, ge=1, description="Items one request may hold (at most `max_queue_size`); more is 413."
+    )
     timeout_s: float = Field(default=30.0, gt=0, description="Queueing plus inference, per request.")
     retry_after_s: int = Field(default=1, ge=1, description="`Retry-After` of a refusal.")
     group_by_key: bool = Field(
@@ -46,6 +52,10 @@ class BatchPolicy(BaseModel):
     def merged(self, overrides: Mapping[str, Any]) -> BatchPolicy:
         return BatchPolicy.model_validate(self.model_dump() | dict(overrides))
 
+    @property
+    def items_limit(self) -> int:
+        return min(self.max_items_per_request, self.max_queue_size)
+
 
 @dataclass
 class _Pending(Generic[ItemT, OutT]):
@@ -53,6 +63,17 @@ class _Pending(Generic[ItemT, OutT]):
     wants_statistics: bool
     future: asyncio.Future[OutT]
     enqueued: float = field(default_factory=time.perf_counter)
+    trace: Any = None  # the request's trace context, with tracing on
+
+
+@dataclass
+class _Request(Generic[ItemT, OutT]):
+    """The waiting items of one request (of one batch key). `turn` is when it arrived, then when it last gave an
+    item to a batch: batches are formed round-robin over requests, one item each per round, so a single request
+    shares the next batch with a large one instead of waiting for all of its items."""
+
+    waiting: deque[_Pending[ItemT, OutT]]
+    turn: float
 
 
 RunBatch = Callable[[list[ItemT], list[bool]], list[OutT | LnserveError]]
@@ -67,22 +88,35 @@ class DynamicBatcher(Generic[ItemT, OutT]):
         executor: Executor,
         metrics: Metrics,
         batch_key: Callable[[ItemT], Hashable] | None = None,
+        version: str = "1",
+        tracing: Tracing | None = None,
     ) -> None:
         self.model = model
         self.policy = policy
         self._run_batch = run_batch
         self._executor = executor
         self._key = batch_key if policy.group_by_key and batch_key is not None else (lambda item: None)
-        self._queues: dict[Hashable, deque[_Pending[ItemT, OutT]]] = {}
+        self._queues: dict[Hashable, deque[_Request[ItemT, OutT]]] = {}
         self._waiting = 0  # submitted and not yet handed to the runtime
+        self._running = False  # a batch is in the runtime
+        self._tracing = tracing if tracing is not None and tracing.on else None
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._pending_gauge = metrics.pending_requests.labels(model)
-        self._queue_duration = metrics.queue_duration.labels(model)
-        self._batch_size = metrics.batch_size.labels(model)
+        self._pending_gauge = metrics.pending_requests.labels(model, version)
+        self._queue_duration = metrics.queue_duration.labels(model, version)
+        self._batch_size = metrics.batch_size.labels(model, version)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.model}")
+
+    async def drain(self, poll_s: float = 0.005) -> None:
+        """Wait until every item queued so far has been batched and answered (at most the request timeout).
+
+        A model being replaced is drained after the switch: requests resolve the model and submit to its batcher
+        without an await in between, so none can reach this batcher once the switch is made."""
+        deadline = time.perf_counter() + self.policy.timeout_s
+        while (self._waiting > 0 or self._running) and time.perf_counter() < deadline:
+            await asyncio.sleep(poll_s)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -90,23 +124,39 @@ class DynamicBatcher(Generic[ItemT, OutT]):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for queue in self._queues.values():
-            for pending in queue:
-                if not pending.future.done():
-                    pending.future.set_exception(QueueFull(f"model {self.model} is shutting down"))
+            for request in queue:
+                for pending in request.waiting:
+                    if not pending.future.done():
+                        pending.future.set_exception(QueueFull(f"model {self.model} is shutting down"))
             queue.clear()
 
     async def submit(self, items: list[ItemT], wants_statistics: bool = False) -> list[OutT]:
         """Queue one request's items together (all or none) and wait for their outcomes; the first item that failed
-        fails the request. Raises `QueueFull` or `RequestTimeout`."""
+        fails the request. Raises `PayloadTooLarge` (more items than a request may hold: a retry cannot help),
+        `QueueFull` (retry later) or `RequestTimeout`."""
+        limit = self.policy.items_limit
+        if len(items) > limit:
+            raise PayloadTooLarge(
+                f"this request holds {len(items)} items; model {self.model} takes at most {limit} per request "
+                "(LNSERVE_MAX_ITEMS_PER_REQUEST, at most LNSERVE_MAX_QUEUE_SIZE)"
+            )
         if self._waiting + len(items) > self.policy.max_queue_size:
             raise QueueFull(
                 f"the queue of model {self.model} is full ({self.policy.max_queue_size} requests); retry later",
                 {"Retry-After": str(self.policy.retry_after_s)},
             )
         loop = asyncio.get_running_loop()
-        pending = [_Pending[ItemT, OutT](item, wants_statistics, loop.create_future()) for item in items]
+        trace = self._tracing.context() if self._tracing is not None else None
+        pending = [
+            _Pending[ItemT, OutT](item, wants_statistics, loop.create_future(), trace=trace) for item in items
+        ]
+        requests: dict[Hashable, _Request[ItemT, OutT]] = {}
         for entry in pending:
-            self._queues.setdefault(self._key(entry.item), deque()).append(entry)
+            key = self._key(entry.item)
+            if key not in requests:
+                requests[key] = _Request(deque(), entry.enqueued)
+                self._queues.setdefault(key, deque()).append(requests[key])
+            requests[key].waiting.append(entry)
         self._waiting += len(items)
         self._pending_gauge.inc(len(items))
         self._arrived.set()
@@ -118,6 +168,9 @@ class DynamicBatcher(Generic[ItemT, OutT]):
                 f"model {self.model} did not answer within the request timeout of {self.policy.timeout_s:g} s"
             ) from None
         finally:
+            for request in requests.values():  # a failed request's items that still wait never run
+                self._waiting -= len(request.waiting)
+                request.waiting.clear()
             for entry in pending:
                 if not entry.future.done():
                     entry.future.cancel()  # the batcher skips it
@@ -125,23 +178,31 @@ class DynamicBatcher(Generic[ItemT, OutT]):
                     entry.future.exception()  # marks a second failed item's error as seen
             self._pending_gauge.dec(len(items))
 
-    def _oldest_key(self) -> Hashable:
-        return min((q for q in self._queues.items() if q[1]), key=lambda kv: kv[1][0].enqueued)[0]
+    def _next_key(self) -> Hashable:
+        """The key whose first request has waited longest for its turn."""
+        return min((kv for kv in self._queues.items() if kv[1]), key=lambda kv: kv[1][0].turn)[0]
 
     def _take(self, key: Hashable, batch: list[_Pending[ItemT, OutT]]) -> None:
-        queue = self._queues[key]
+        """Fill `batch` round-robin: one item of each waiting request per round."""
+        queue, now = self._queues[key], time.perf_counter()
         while queue and len(batch) < self.policy.max_batch_size:
-            batch.append(queue.popleft())
+            request = queue.popleft()
+            if not request.waiting:
+                continue  # the request failed (timed out) while it waited
+            batch.append(request.waiting.popleft())
+            if request.waiting:
+                request.turn = now
+                queue.append(request)
 
     async def _collect(self) -> list[_Pending[ItemT, OutT]]:
         while not any(self._queues.values()):
             self._arrived.clear()
             await self._arrived.wait()
-        key = self._oldest_key()
+        key = self._next_key()
         batch: list[_Pending[ItemT, OutT]] = []
         self._take(key, batch)
         deadline = time.perf_counter() + self.policy.max_queue_delay_s
-        while len(batch) < self.policy.max_batch_size:
+        while batch and len(batch) < self.policy.max_batch_size:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
@@ -164,12 +225,21 @@ class DynamicBatcher(Generic[ItemT, OutT]):
                 self._queue_duration.observe(started - entry.enqueued)
             self._batch_size.observe(len(batch))
             items, wants = [e.item for e in batch], [e.wants_statistics for e in batch]
+            self._running = True
             try:
                 outcomes = await loop.run_in_executor(self._executor, self._run_batch, items, wants)
-            except Exception as exc:  # a bug or a graph failure: fail this batch, keep serving
+            except (
+                Exception
+            ):  # a bug or a graph failure: fail this batch, keep serving; the log has the details
                 log.exception("inference failed for a batch of %d on %s", len(batch), self.model)
-                error = InternalError(f"inference failed on model {self.model}: {exc}")
+                error = InternalError(f"inference failed on model {self.model}")
                 outcomes = [error] * len(batch)
+            finally:
+                self._running = False
+            if self._tracing is not None:
+                diagnostic = any(getattr(o, "activations", None) is not None for o in outcomes)
+                requests = {id(e.trace): (e.trace, e.enqueued) for e in batch}.values()  # one per request
+                self._tracing.batch(requests, started, time.perf_counter(), len(batch), diagnostic)
             for entry, outcome in zip(batch, outcomes, strict=True):
                 if entry.future.done():
                     continue

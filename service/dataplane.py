@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from service import __version__
 from service.activations import ActivationMonitor
-from service.errors import InvalidInput, LnserveError, ModelNotFound, Unauthorized
+from service.control import ModelControl
+from service.errors import InvalidInput, LnserveError, ModelNotFound, ModelNotReady, Unauthorized
 from service.kinds import AnyKind, Job, Registry, TextReplies, registry
 from service.metrics import ActivationCollector, Metrics
 from service.model import ServedModel
@@ -29,7 +31,8 @@ from service.repository import ModelRepository
 from service.runtime.base import Prediction
 from service.schemas import activations_payload
 from service.settings import Settings
-from service.tensors import TensorSpec, bind
+from service.tensors import TensorSpec, bind, flag
+from service.tracing import Tracing
 
 log = logging.getLogger(__name__)
 ACTIVATIONS = "activations"
@@ -42,6 +45,7 @@ class Call:
 
     endpoint: str
     model: str | None = None
+    served: ServedModel | None = None  # the model version it resolved to
 
 
 class DataPlane:
@@ -53,7 +57,9 @@ class DataPlane:
         self.metrics = metrics or Metrics()
         # One batch per model runs at a time; the threads are for several models and for loading.
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lnserve-infer")
-        self.repository = ModelRepository(settings, self.kinds, self.metrics, self.executor)
+        self.tracing = Tracing(settings.tracing)
+        self.repository = ModelRepository(settings, self.kinds)
+        self.control = ModelControl(settings, self.repository, self.metrics, self.executor, self.tracing)
         self._api_key = settings.api_key.get_secret_value().encode() if settings.api_key else None
         self._loading: asyncio.Task[None] | None = None
         self._aggregating: asyncio.Task[None] | None = None
@@ -61,8 +67,7 @@ class DataPlane:
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     async def start(self) -> None:
-        self.repository.discover()
-        self._loading = asyncio.create_task(self.repository.load_all())
+        self._loading = asyncio.create_task(self.control.start())
         self._aggregating = asyncio.create_task(self._aggregate())
         if not self.settings.load_in_background:
             await self._loading
@@ -71,7 +76,7 @@ class DataPlane:
         for task in (self._loading, self._aggregating):
             if task is not None:
                 task.cancel()
-        await self.repository.stop()
+        await self.control.stop()
         self.executor.shutdown(wait=True, cancel_futures=True)
 
     # --- requests ---------------------------------------------------------------------------------------------
@@ -101,23 +106,26 @@ class DataPlane:
             reason = "internal"
             raise
         finally:
-            resolved = self._artifact_name(call.model)
-            self.metrics.request_duration.labels(resolved, endpoint).observe(time.perf_counter() - started)
+            served = call.served
+            model, version = (served.name, served.version) if served else self.repository.labels(call.model)
+            self.metrics.request_duration.labels(model, version, endpoint).observe(
+                time.perf_counter() - started
+            )
             if reason is None:
-                self.metrics.request_success.labels(resolved, endpoint).inc()
+                self.metrics.request_success.labels(model, version, endpoint).inc()
             else:
-                self.metrics.request_failure.labels(resolved, endpoint, reason).inc()
+                self.metrics.request_failure.labels(model, version, endpoint, reason).inc()
+            self.tracing.annotate(model, version, endpoint, reason)
 
-    def _artifact_name(self, name: str | None) -> str:
-        if not name:
-            return "unknown"
-        try:
-            return self.repository.resolve(name).name
-        except ModelNotFound:
-            return "unknown"
-
-    def model(self, name: str, version: str | None = None, kind: AnyKind | None = None) -> ServedModel:
-        return self.repository.get(name, version, kind)
+    def model(
+        self, name: str, version: str | None = None, kind: AnyKind | None = None, call: Call | None = None
+    ) -> ServedModel:
+        """The served model version a request names; between this and `ServedModel.infer` there must be no await
+        (a reload drains the replaced batcher right after the switch)."""
+        served = self.repository.get(name, version, kind)
+        if call is not None:
+            call.served = served
+        return served
 
     async def infer(self, model: ServedModel, job: Job[Any]) -> list[Prediction[Any]]:
         return await model.infer(job)
@@ -125,18 +133,59 @@ class DataPlane:
     # --- the kind's JSON route -----------------------------------------------------------------------------------
     async def infer_json(self, call: Call, kind: AnyKind, body: Any) -> dict[str, Any]:
         call.model = body.model
-        model = self.model(body.model, kind=kind)
+        model = self.model(body.model, kind=kind, call=call)
         job = kind.parse(model.runtime, body)
         return kind.respond(model.runtime, body, job, await model.infer(job))
 
-    # --- KServe v2 tensors ----------------------------------------------------------------------------------------
+    # --- KServe v2 metadata and tensors ---------------------------------------------------------------------------
+    def server_metadata(self) -> dict[str, Any]:
+        return {
+            "name": "lnserve",
+            "version": __version__,
+            "extensions": ["binary_tensor_data", "model_repository"],
+        }
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Open Inference Protocol model metadata, plus the opt-in outputs and the kind's own block."""
+        entry = self.repository.resolve(name, version)
+        inputs, outputs, opt_in = self.tensor_specs(name, version)
+        assert entry.kind is not None and entry.artifact is not None  # tensor_specs checked both
+        return {
+            "name": name,
+            "versions": sorted(self.repository.models[entry.name].versions, key=int)
+            if version is None
+            else [entry.version],
+            "platform": "onnxruntime_onnx",
+            "inputs": [spec.metadata() for spec in inputs],
+            "outputs": [spec.metadata() for spec in outputs],
+            # Not in `outputs`: a request that names no outputs gets every declared one, and statistics cost the
+            # instrumented graph. Name it in `outputs`, or send the parameter `return_activations: true`.
+            "optional_outputs": [{**opt_in.metadata(), "description": opt_in.description}],
+            "artifact": entry.name,
+            "version": entry.version,
+            "kind": entry.kind.name,
+            "ready": entry.ready,
+            **entry.kind.describe(entry.artifact),
+        }
+
     def tensor_specs(
         self, model: str, version: str | None = None
-    ) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    ) -> tuple[list[TensorSpec], list[TensorSpec], TensorSpec]:
+        """Declared inputs, declared outputs, and the opt-in `activations` output (returned only when asked for,
+        so that "no outputs named" means every declared output, as the Open Inference Protocol says)."""
         entry = self.repository.resolve(model, version)
-        artifact = entry.artifact
-        activations = TensorSpec(ACTIVATIONS, "FP32", (-1, len(artifact.layers), len(artifact.statistics)))
-        return entry.kind.inputs(artifact), [*entry.kind.outputs(artifact), activations]
+        artifact, kind = entry.artifact, entry.kind
+        if artifact is None or kind is None:
+            raise ModelNotReady(f"model {entry.name} is not ready: {entry.error or entry.status}")
+        activations = TensorSpec(
+            ACTIVATIONS,
+            "FP32",
+            (-1, len(artifact.layers), len(artifact.statistics)),
+            optional=True,
+            description="per-layer activation statistics; only when named in `outputs` or with the request "
+            "parameter `return_activations: true`",
+        )
+        return kind.inputs(artifact), kind.outputs(artifact), activations
 
     async def infer_tensors(
         self,
@@ -146,32 +195,31 @@ class DataPlane:
         tensors: dict[str, tuple[str, np.ndarray]],
         parameters: Mapping[str, Any],
         requested: list[str] | None,
-    ) -> dict[str, np.ndarray]:
-        """Declared outputs by name (all of them, or the requested ones; `activations` only when asked for)."""
+    ) -> dict[str, tuple[str, np.ndarray]]:
+        """(datatype, array) by output name: every declared output, or the requested ones; `activations` only
+        when asked for. The version that answered is `call.served.version`."""
         call.model = name
-        model = self.model(name, version)
-        inputs, outputs = self.tensor_specs(name, version)
-        declared = [spec.name for spec in outputs]
-        unknown = sorted(set(requested or ()) - set(declared))
+        inputs, outputs, opt_in = self.tensor_specs(name, version)
+        datatypes = {spec.name: spec.datatype for spec in (*outputs, opt_in)}
+        unknown = sorted(set(requested or ()) - set(datatypes))
         if unknown:
-            raise InvalidInput(f"outputs: unknown output(s) {unknown}; this model has {declared}")
+            raise InvalidInput(f"outputs: unknown output(s) {unknown}; this model has {list(datatypes)}")
+        model = self.model(name, version, call=call)
         job = model.kind.from_tensors(model.runtime, bind(inputs, tensors), parameters)
-        job.activations = bool(parameters.get("return_activations", False)) or ACTIVATIONS in (
-            requested or ()
-        )
+        job.activations = flag(parameters, "return_activations") or ACTIVATIONS in (requested or ())
         answers = await model.infer(job)
         values = model.kind.to_tensors(model.runtime, job, answers)
         if job.activations:
             values[ACTIVATIONS] = np.stack([a.activations for a in answers if a.activations is not None])
-        wanted = requested or [name for name in declared if name in values]
-        return {name: values[name] for name in wanted}
+        wanted = requested or [name for name in datatypes if name in values]
+        return {name: (datatypes[name], values[name]) for name in wanted}
 
     # --- OpenAI chat completions --------------------------------------------------------------------------------
     async def reply(
         self, call: Call, name: str, text: str, activations: bool
     ) -> tuple[ServedModel, str, int, dict[str, Any]]:
         call.model = name
-        model = self.model(name)
+        model = self.model(name, call=call)
         if not isinstance(model.kind, TextReplies):
             raise ModelNotFound(f"model {name!r} is a {model.kind.name}, which does not answer chat messages")
         job = model.kind.text_job(model.runtime, text, activations)
@@ -184,9 +232,7 @@ class DataPlane:
 
     # --- monitoring -------------------------------------------------------------------------------------------
     def monitors(self) -> list[ActivationMonitor]:
-        return [
-            entry.served.monitor for entry in self.repository.entries.values() if entry.served is not None
-        ]
+        return [served.monitor for served in self.repository.served()]
 
     async def _aggregate(self) -> None:
         """Fold the queued activation rows every second, off the batch workers (reads fold too)."""

@@ -53,6 +53,18 @@ class PayloadTooLarge(LnserveError, status=413, reason="too_large"):
     pass
 
 
+class ModelControlDisabled(LnserveError, status=403, reason="forbidden"):
+    """Load / unload asked for while the model control mode is `none` or `poll` (as Triton refuses them)."""
+
+
+class LoadFailed(LnserveError, status=400, reason="load_failed"):
+    """A load or reload that failed (the versions that served before still serve); the message says why."""
+
+
+class BodyIncomplete(LnserveError, status=408, reason="incomplete_body"):
+    """The client went away, or was cut off by the body timeout, before its body arrived."""
+
+
 class ModelNotReady(LnserveError, status=503, reason="not_ready"):
     """Loading, or refused at load (the reason is in the message)."""
 
@@ -74,6 +86,7 @@ REASON_BY_STATUS = {
     401: "unauthorized",
     404: "not_found",
     405: "bad_request",
+    408: "incomplete_body",
     413: "too_large",
     422: "bad_request",
     503: "queue_full",

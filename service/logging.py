@@ -9,6 +9,8 @@ import time
 from contextvars import ContextVar
 from typing import Any
 
+from service.tracing import trace_ids
+
 request_id_var: ContextVar[str | None] = ContextVar("lnserve_request_id", default=None)
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and belongs in the JSON line.
@@ -33,6 +35,7 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id is not None:
             payload["request_id"] = request_id
+        payload |= trace_ids()
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and key != "color_message" and not key.startswith("_"):
                 payload[key] = value

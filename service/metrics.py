@@ -7,7 +7,16 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -15,27 +24,41 @@ from service.activations import ActivationMonitor
 
 log = logging.getLogger(__name__)
 
+# `_created` samples double the series of every counter and histogram and no dashboard or rule reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class GpuCollector(Collector):
-    """GPU memory and utilisation through NVML, read at scrape time; registered only when NVML sees a GPU."""
+    """GPU memory and utilisation through NVML, read at scrape time; registered only when NVML sees a GPU.
+
+    A GPU that stops answering NVML (driver reset, device lost) drops out of the scrape instead of failing it."""
 
     def __init__(self, nvml: Any, count: int) -> None:
         self._nvml = nvml
         self._count = count
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        memory = GaugeMetricFamily("lnserve_gpu_memory_used_bytes", "GPU memory in use.", labels=["gpu"])
+        used = GaugeMetricFamily("lnserve_gpu_memory_used_bytes", "GPU memory in use.", labels=["gpu"])
+        total = GaugeMetricFamily("lnserve_gpu_memory_total_bytes", "GPU memory in all.", labels=["gpu"])
         utilisation = GaugeMetricFamily(
             "lnserve_gpu_utilization_ratio", "GPU utilisation, 0..1.", labels=["gpu"]
         )
         for index in range(self._count):
-            handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
-            memory.add_metric([str(index)], float(self._nvml.nvmlDeviceGetMemoryInfo(handle).used))
-            utilisation.add_metric([str(index)], self._nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0)
-        yield memory
+            try:
+                handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
+                memory = self._nvml.nvmlDeviceGetMemoryInfo(handle)
+                busy = self._nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0
+            except self._nvml.NVMLError as exc:
+                log.warning("NVML cannot read GPU %d: %s", index, exc)
+                continue
+            used.add_metric([str(index)], float(memory.used))
+            total.add_metric([str(index)], float(memory.total))
+            utilisation.add_metric([str(index)], busy)
+        yield used
+        yield total
         yield utilisation
 
 
@@ -51,9 +74,9 @@ class ActivationCollector(Collector):
         self._monitors = monitors
 
     def collect(self) -> Iterable[Metric]:
-        stat_labels = ["model", "layer", "statistic"]
+        stat_labels = ["model", "version", "layer", "statistic"]
         samples = _counter_family(
-            "activation_samples", "Requests whose statistics were aggregated.", ["model"]
+            "activation_samples", "Requests whose statistics were aggregated.", ["model", "version"]
         )
         count = _counter_family("activation_count", "Finite values of the statistic aggregated.", stat_labels)
         positive = _counter_family("activation_positive_sum", "Sum of the positive values.", stat_labels)
@@ -66,7 +89,7 @@ class ActivationCollector(Collector):
             [*stat_labels, "bin"],
         )
         nonfinite = _counter_family(
-            "activation_nonfinite", "Requests with a non-finite statistic.", ["model", "layer"]
+            "activation_nonfinite", "Requests with a non-finite statistic.", ["model", "version", "layer"]
         )
         ref_mean = _gauge_family(
             "activation_reference", "Reference mean of the statistic (sidecar).", stat_labels
@@ -80,11 +103,12 @@ class ActivationCollector(Collector):
             sums = [totals.count.tolist(), totals.positive.tolist(), totals.negative.tolist()]
             binned, bin_counts = reference.binned.tolist(), totals.bins.tolist()
             ref = [reference.mean.tolist(), reference.std.tolist()]
-            samples.add_metric([monitor.model], totals.samples)
+            model = [monitor.model, monitor.version]
+            samples.add_metric(model, totals.samples)
             for i, layer in enumerate(monitor.layers):
-                nonfinite.add_metric([monitor.model, layer.name], float(totals.nonfinite[i]))
+                nonfinite.add_metric([*model, layer.name], float(totals.nonfinite[i]))
                 for j, stat in enumerate(monitor.statistics):
-                    labels = [monitor.model, layer.name, stat]
+                    labels = [*model, layer.name, stat]
                     for family, values in zip((count, positive, negative), sums, strict=True):
                         family.add_metric(labels, values[i][j])
                     if binned[i][j]:
@@ -121,31 +145,42 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         counter, gauge, histogram = self._counter, self._gauge, self._histogram
-        model, endpoint = "model", "endpoint"
-        self.request_success = counter("request_success", "Successful inference requests.", model, endpoint)
-        self.request_failure = counter(
-            "request_failure", "Failed inference requests.", model, endpoint, "reason"
+        model, version, endpoint = "model", "version", "endpoint"
+        self.request_success = counter(
+            "request_success", "Successful inference requests.", model, version, endpoint
         )
-        self.request_duration = histogram("request_duration_seconds", "Whole request time.", model, endpoint)
+        self.request_failure = counter(
+            "request_failure", "Failed inference requests.", model, version, endpoint, "reason"
+        )
+        self.request_duration = histogram(
+            "request_duration_seconds", "Whole request time.", model, version, endpoint
+        )
         self.queue_duration = histogram(
-            "queue_duration_seconds", "Time a request waited in the batch queue.", model
+            "queue_duration_seconds", "Time a request waited in the batch queue.", model, version
         )
         self.compute_duration = histogram(
-            "compute_duration_seconds", "Inference time of one batch.", model, "path"
+            "compute_duration_seconds", "Inference time of one batch.", model, version, "path"
         )
         self.batch_size = histogram(
-            "batch_size", "Requests per executed batch.", model, buckets=BATCH_BUCKETS
+            "batch_size", "Requests per executed batch.", model, version, buckets=BATCH_BUCKETS
         )
-        self.pending_requests = gauge("pending_requests", "Requests queued or running.", model)
+        self.pending_requests = gauge("pending_requests", "Requests queued or running.", model, version)
         self.model_load_duration = gauge(
-            "model_load_duration_seconds", "Time to verify, load and warm up.", model
+            "model_load_duration_seconds", "Time to verify, load and warm up.", model, version
         )
-        self.model_ready = gauge("model_ready", "1 when the model serves, else 0.", model)
+        self.model_ready = gauge(
+            "model_ready", "1 when the model version serves, else 0 (loading or refused).", model, version
+        )
         self.nonfinite_outputs = counter(
             "nonfinite_outputs",
             "Items whose output was not finite (answered with an error, never null).",
             model,
+            version,
         )
+        # the process's own CPU, memory, file descriptors and the Python runtime, as every exporter has them
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         gpu = _nvml_collector()
         if gpu is not None:
             self.registry.register(gpu)

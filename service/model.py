@@ -19,6 +19,7 @@ from service.errors import LnserveError, NonFiniteOutput
 from service.kinds import AnyKind, Job
 from service.metrics import Metrics
 from service.runtime.base import Outcome, Prediction, Runtime
+from service.tracing import Tracing
 
 
 class ServedModel:
@@ -32,26 +33,33 @@ class ServedModel:
         sample_rate: float,
         seed: int | None = None,
         history_s: int = 900,
+        tracing: Tracing | None = None,
     ) -> None:
         self.kind = kind
         self.runtime = runtime
         self.name = runtime.name
+        self.version = runtime.artifact.version
         self.monitor = ActivationMonitor(runtime.artifact, history_s)
         self.sample_rate = sample_rate
         self._random = random.Random(seed)
         self._compute = {
-            path: metrics.compute_duration.labels(self.name, path) for path in (FAST, DIAGNOSTIC)
+            path: metrics.compute_duration.labels(self.name, self.version, path)
+            for path in (FAST, DIAGNOSTIC)
         }
-        self._nonfinite = metrics.nonfinite_outputs.labels(self.name)
+        self._nonfinite = metrics.nonfinite_outputs.labels(self.name, self.version)
         self.batcher: DynamicBatcher[Any, Prediction[Any]] = DynamicBatcher(
-            self.name, self.execute, policy, executor, metrics, runtime.batch_key
+            self.name, self.execute, policy, executor, metrics, runtime.batch_key, self.version, tracing
         )
 
     def start(self) -> None:
         self.batcher.start()
 
     async def stop(self) -> None:
+        """Answer what is queued, stop the batcher, then drop the sessions (their memory goes with the last
+        reference)."""
+        await self.batcher.drain()
         await self.batcher.stop()
+        self.runtime.sessions = {}
 
     async def infer(self, job: Job[Any]) -> list[Prediction[Any]]:
         return await self.batcher.submit(job.items, job.activations)

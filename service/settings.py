@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.batching import BatchPolicy
@@ -14,20 +15,56 @@ from service.batching import BatchPolicy
 REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
+class VersionPolicy(BaseModel):
+    """Which versions of a model are served (Triton's `version_policy`): exactly one of `latest`, `all`, `specific`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latest: int | None = Field(default=None, ge=1)
+    """The N highest versions."""
+    all: bool | None = None
+    """Every version found."""
+    specific: list[int] | None = Field(default=None, min_length=1)
+    """These versions (those of them that exist)."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> VersionPolicy:
+        given = [name for name in ("latest", "all", "specific") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of latest, all, specific (got {given or 'none'})")
+        return self
+
+    def select(self, versions: list[str]) -> list[str]:
+        """The versions to serve, highest first (`versions` are numeric folder names)."""
+        ordered = sorted(versions, key=int, reverse=True)
+        if self.latest is not None:
+            return ordered[: self.latest]
+        if self.all:
+            return ordered
+        return [v for v in ordered if int(v) in set(self.specific or ())]
+
+
+LATEST_ONE = VersionPolicy(latest=1)
+
+
 class ModelSettings(BaseModel):
-    """Per-model (or per-kind) overrides of the batching settings, keyed by artifact or kind name."""
+    """Per-model (or per-kind) settings, keyed by artifact or kind name: batching overrides and the version
+    policy."""
 
     model_config = ConfigDict(extra="forbid")
 
     max_batch_size: int | None = Field(default=None, ge=1, le=1024)
     max_queue_delay_us: int | None = Field(default=None, ge=0, le=10_000_000)
     max_queue_size: int | None = Field(default=None, ge=1)
+    max_items_per_request: int | None = Field(default=None, ge=1)
     request_timeout_s: float | None = Field(default=None, gt=0)
     group_by_key: bool | None = None
     """Batch only items of one `batch_key` together (the chatbot's key is its length bucket)."""
+    version_policy: VersionPolicy | None = None
+    """Which versions of the model are served, e.g. `{"latest": 2}`, `{"all": true}`, `{"specific": [1, 3]}`."""
 
     def policy_fields(self) -> dict[str, Any]:
-        return policy_fields(self.model_dump(exclude_none=True))
+        return policy_fields(self.model_dump(exclude_none=True, exclude={"version_policy"}))
 
 
 def policy_fields(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -50,8 +87,38 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     """TCP port of the HTTP server (0 picks a free one)."""
 
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
+    """TCP port of the KServe v2 gRPC server (`inference.GRPCInferenceService`); unset: no gRPC server."""
+
     model_dir: Path = REPO_MODELS_DIR
-    """The `models/` folder; artifacts are found at `<model_dir>/*/artifacts/*/sidecar.json`."""
+    """The `models/` folder: a model is `<model_dir>/<kind>/artifacts/<name>/` holding `sidecar.json` (version 1)
+    or numbered version folders `<name>/<version>/sidecar.json`."""
+
+    model_control: Literal["none", "poll", "explicit"] = "none"
+    """Triton's model control modes: `none` loads every model at start and never changes; `poll` also rescans the
+    repository every `repository_poll_s` and loads, reloads or unloads what changed; `explicit` loads only
+    `load_models` at start, then what `POST /v2/repository/models/{name}/load` and `/unload` say."""
+
+    repository_poll_s: float = Field(default=15.0, gt=0)
+    """Seconds between two scans of the repository in `poll` mode."""
+
+    load_models: list[str] = Field(default_factory=list)
+    """Models loaded at start in `explicit` mode (JSON list; `["*"]` loads every model)."""
+
+    version_policy: VersionPolicy = LATEST_ONE
+    """Versions served per model unless `model_settings` says otherwise (JSON), e.g. `{"latest": 2}`."""
+
+    aliases: dict[str, str] = Field(default_factory=dict)
+    """Aliases besides (and over) each kind's `aliases.json` (JSON): alias -> `name` (its highest ready version)
+    or `name/version` (that version), e.g. `{"chatbot": "chatbot-peri", "chatbot-stable": "chatbot-post/1"}`."""
+
+    strict_readiness: bool = False
+    """`/v2/health/ready` needs every served model ready (Triton's `--strict-readiness`); when false, only the
+    `required_models`."""
+
+    required_models: list[str] | None = None
+    """Models (names or aliases) that `/v2/health/ready` waits for when not strict (JSON list); default: the
+    model each kind's route answers with (`chatbot`, `forecaster`)."""
 
     kind_modules: list[str] = Field(default_factory=list)
     """Extra model kinds: import paths of modules exposing `KIND` (JSON list), besides those in `service.kinds`."""
@@ -60,7 +127,17 @@ class Settings(BaseSettings):
     """ONNX Runtime providers: `auto` (CUDA when available, else CPU), `cpu`, `cuda`, or a comma list of ORT names."""
 
     intra_op_threads: int = Field(default=0, ge=0)
-    """Threads per ONNX Runtime session; 0 fits them to the machine (the CPU count, at most 8)."""
+    """Threads per ONNX Runtime session; 0 fits them to the machine (the CPU count, at most 8; 1 on CUDA)."""
+
+    precision: Literal["fp32", "fp16"] = "fp32"
+    """`fp16` converts each fast graph to float16 at load (inputs and outputs stay fp32) and serves it only if it
+    matches the fp32 graph within 1e-2 relative; the diagnostic graph stays fp32. Needs the `gpu` extra; for CUDA."""
+
+    cuda_graphs: bool = True
+    """On CUDA, capture the fast graph of every length bucket at power-of-two batch sizes during warm-up."""
+
+    cuda_device_id: int = Field(default=0, ge=0)
+    """The GPU the CUDA provider uses."""
 
     max_batch_size: int = Field(default=32, ge=1, le=1024)
     """Largest batch the dynamic batcher forms for one model."""
@@ -69,7 +146,10 @@ class Settings(BaseSettings):
     """How long the batcher waits for more requests after the first one of a batch, in microseconds."""
 
     max_queue_size: int = Field(default=512, ge=1)
-    """Requests that may wait per model; one more is refused at once with 503 and `Retry-After`."""
+    """Items (texts, series) that may wait per model; one more is refused at once with 503 and `Retry-After`."""
+
+    max_items_per_request: int = Field(default=256, ge=1)
+    """Items one request may hold (at most `max_queue_size`); a larger request gets 413 (a retry cannot help)."""
 
     request_timeout_s: float = Field(default=30.0, gt=0)
     """Per-request limit for queueing plus inference; past it the request fails with 504."""
@@ -89,11 +169,33 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1)
     """Largest request body accepted; larger bodies get 413."""
 
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """A connection must deliver a request's headers within this time of opening (or of its previous response)."""
+
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    """A request's body must arrive within this time of its headers; else 408 and the connection is closed."""
+
+    keep_alive_timeout_s: int = Field(default=5, ge=1)
+    """An idle keep-alive connection is closed after this many seconds without a new request."""
+
+    max_connections: int = Field(default=2048, ge=1)
+    """Open connections the server keeps; a request on one more gets 503 with `Retry-After` and is closed."""
+
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["*"])
+    """Host names the server answers to (JSON list; `*.example.com` matches subdomains); others get 400."""
+
     log_format: Literal["json", "text"] = "json"
     """`json` (one object per line, with request ids) or `text` for humans."""
 
     log_level: str = "INFO"
-    """Python logging level of the service loggers."""
+    """Python logging level of the service loggers (`DEBUG`, `INFO`, `WARNING`, `ERROR`)."""
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if not isinstance(logging.getLevelName(value.upper()), int):
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value.upper()
 
     warmup: bool = True
     """Run every batch and length bucket once before a model reports ready."""
@@ -107,6 +209,19 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(default=1, ge=1)
     """Value of the `Retry-After` header sent with 503 when a queue is full or a model is not ready."""
 
+    tracing: bool = False
+    """OpenTelemetry spans (request, queue, compute, diagnostic) and trace ids in the logs; needs the `otel`
+    extra. Exported over OTLP (the standard `OTEL_EXPORTER_OTLP_*` variables) unless a tracer provider is set."""
+
+    def model_version_policy(self, kind: str, model: str) -> VersionPolicy:
+        """The service-wide policy, then the kind's, then the model's own."""
+        policy = self.version_policy
+        for name in (kind, model):
+            given = self.model_settings.get(name)
+            if given is not None and given.version_policy is not None:
+                policy = given.version_policy
+        return policy
+
     def batch_policy(self, kind: str, kind_defaults: Mapping[str, Any], model: str) -> BatchPolicy:
         """Service-wide settings, then the kind's defaults (where the setting was not given), then the per-kind and
         per-model overrides."""
@@ -115,6 +230,7 @@ class Settings(BaseSettings):
             max_batch_size=self.max_batch_size,
             max_queue_delay_s=self.max_queue_delay_us / 1e6,
             max_queue_size=self.max_queue_size,
+            max_items_per_request=self.max_items_per_request,
             timeout_s=self.request_timeout_s,
             retry_after_s=self.retry_after_s,
         )

@@ -4,14 +4,17 @@ output once; KServe v2 metadata and the validation of every v2 request are deriv
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from service.errors import InvalidInput
 
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"
+]  # fmt: skip
 DTYPES: dict[str, Any] = {
     "BOOL": np.bool_,
     "UINT8": np.uint8,
@@ -27,6 +30,8 @@ DTYPES: dict[str, Any] = {
     "FP64": np.float64,
     "BYTES": np.object_,
 }
+
+assert set(get_args(Datatype)) == set(DTYPES)
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,8 @@ class TensorSpec:
         return entry
 
     def check_shape(self, shape: Sequence[int]) -> None:
+        if 0 in shape:
+            raise InvalidInput(f"inputs.{self.name}: shape {list(shape)} holds no values; give at least one")
         if not any(_fits(want, shape) for want in (self.shape, *self.also)):
             allowed = " or ".join(str(list(s)) for s in (self.shape, *self.also))
             raise InvalidInput(
@@ -89,6 +96,14 @@ def check_elements(name: str, datatype: str, values: list[Any]) -> None:
 
 
 _NONE = object()
+
+
+def flag(parameters: Mapping[str, Any], name: str, where: str = "parameters") -> bool:
+    """A true/false request parameter (absent: false); `0`, `"yes"` and the like are refused, not guessed at."""
+    value = parameters.get(name, False)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{where}.{name}: must be true or false, got {value!r}")
+    return value
 
 
 def bind(specs: Sequence[TensorSpec], tensors: dict[str, tuple[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -12,33 +12,77 @@ import struct
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.errors import BadRequest, InvalidInput, format_validation_errors
-from service.tensors import DTYPES, check_elements, element_count
+from service.errors import BadRequest, InvalidInput, NonFiniteOutput, format_validation_errors
+from service.schemas import StrictRequest, Text, Whole
+from service.tensors import DTYPES, Datatype, check_elements, element_count, flag
 
-Parameters = dict[str, bool | int | float | str]
+Parameters = dict[Text, bool | int | float | Text]
 MAX_ELEMENTS = 10_000_000
 
 
-class RequestInput(BaseModel):
-    name: str
-    shape: Annotated[list[Annotated[int, Field(ge=0, le=MAX_ELEMENTS)]], Field(max_length=8)]
-    datatype: str
+class RequestInput(StrictRequest):
+    """One input tensor: its values in `data` (nested or flat, row-major), or `parameters.binary_data_size` bytes
+    of the binary part of the body."""
+
+    name: Text
+    shape: Annotated[list[Annotated[int, Field(ge=0, le=MAX_ELEMENTS), Whole]], Field(max_length=8)]
+    datatype: Datatype
     parameters: Parameters = Field(default_factory=dict)
     data: list[Any] | None = None
 
 
-class RequestOutput(BaseModel):
-    name: str
+class RequestOutput(StrictRequest):
+    name: Text
     parameters: Parameters = Field(default_factory=dict)
 
 
-class InferenceRequest(BaseModel):
-    id: str | None = None
+class InferenceRequest(StrictRequest):
+    """An Open Inference Protocol infer request: this JSON, or this JSON followed by the binary tensor data it
+    describes (`Inference-Header-Content-Length` gives the JSON's size)."""
+
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "1",
+                    "inputs": [
+                        {
+                            "name": "text",
+                            "shape": [2],
+                            "datatype": "BYTES",
+                            "data": ["hi", "i lost my password"],
+                        }
+                    ],
+                    "outputs": [{"name": "intent"}, {"name": "confidence"}],
+                }
+            ]
+        },
+    )
+
+    id: Text | None = None
     parameters: Parameters = Field(default_factory=dict)
     inputs: Annotated[list[RequestInput], Field(min_length=1)]
     outputs: list[RequestOutput] | None = None
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    datatype: Datatype
+    shape: list[int]
+    data: list[Any] | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceResponse(BaseModel):
+    """The answer (JSON; outputs asked for as binary data follow it, `Inference-Header-Content-Length` bytes in)."""
+
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[ResponseOutput]
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -76,10 +120,20 @@ def _binary_values(tensor: RequestInput, raw: bytes) -> Any:
     return np.frombuffer(raw, dtype=DTYPES[tensor.datatype])
 
 
+def _array(tensor: RequestInput, values: Any) -> np.ndarray:
+    try:
+        with np.errstate(over="raise"):
+            return np.array(values, dtype=DTYPES[tensor.datatype]).reshape(tensor.shape)
+    except (OverflowError, FloatingPointError):
+        raise InvalidInput(
+            f"inputs.{tensor.name}: a value lies outside the range of {tensor.datatype}"
+        ) from None
+
+
 def _header_length(value: str | None, body_size: int) -> int:
     if value is None:
         return body_size
-    if not value.isdigit() or int(value) > body_size:
+    if not (value.isascii() and value.isdigit()) or int(value) > body_size:
         raise BadRequest(
             f"Inference-Header-Content-Length {value!r} does not fit a body of {body_size} bytes"
         )
@@ -94,15 +148,18 @@ def decode_request(
     try:
         request = InferenceRequest.model_validate_json(body[:json_size])
     except ValidationError as exc:
-        if any(error["type"] == "json_invalid" for error in exc.errors()):
-            raise BadRequest("request body is not valid JSON") from None
-        raise InvalidInput(format_validation_errors(exc.errors())) from None
-    binary, tensors = body[json_size:], {}
+        errors = exc.errors()
+        if errors[0]["type"] == "json_invalid":
+            raise BadRequest(f"request body is not valid JSON ({errors[0]['ctx']['error']})") from None
+        raise InvalidInput(format_validation_errors(errors)) from None
+    flag(request.parameters, "binary_data_output", "parameters")
+    for index, output in enumerate(request.outputs or []):
+        flag(output.parameters, "binary_data", f"outputs[{index}].parameters")
+    binary = body[json_size:]
+    tensors: dict[str, tuple[str, np.ndarray]] = {}
     for tensor in request.inputs:
         if tensor.name in tensors:
             raise InvalidInput(f"inputs.{tensor.name}: given twice")
-        if tensor.datatype not in DTYPES:
-            raise InvalidInput(f"inputs.{tensor.name}: unsupported datatype {tensor.datatype!r}")
         count = element_count(tensor.shape)
         if count > MAX_ELEMENTS:
             raise InvalidInput(
@@ -125,8 +182,7 @@ def decode_request(
             raise InvalidInput(f"inputs.{tensor.name}: neither data nor binary_data_size given")
         if len(values) != count:
             raise InvalidInput(f"inputs.{tensor.name}: {len(values)} values do not fit shape {tensor.shape}")
-        array = np.array(values, dtype=DTYPES[tensor.datatype]).reshape(tensor.shape)
-        tensors[tensor.name] = (tensor.datatype, array)
+        tensors[tensor.name] = (tensor.datatype, _array(tensor, values))
     if binary:
         raise InvalidInput(f"{len(binary)} bytes of binary data follow the inputs without belonging to any")
     return request, tensors
@@ -135,8 +191,8 @@ def decode_request(
 def wants_binary(request: InferenceRequest, name: str) -> bool:
     for output in request.outputs or []:
         if output.name == name:
-            return bool(output.parameters.get("binary_data", False))
-    return bool(request.parameters.get("binary_data_output", False))
+            return flag(output.parameters, "binary_data")
+    return flag(request.parameters, "binary_data_output")
 
 
 def encode_response(
@@ -146,6 +202,8 @@ def encode_response(
     tensors, blobs = [], []
     for name, (datatype, array) in outputs.items():
         tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise NonFiniteOutput(f"output {name} of model {model} holds non-finite values")
         if wants_binary(request, name):
             blob = _serialize(datatype, array)
             tensor["parameters"] = {"binary_data_size": len(blob)}

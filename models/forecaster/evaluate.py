@@ -1,170 +1,162 @@
-"""Rolling-origin evaluation on the held-out tails: the RNN against statsforecast baselines.
+"""The competition evaluation: the served forecaster against statsforecast baselines on the official splits.
 
-Metrics per series (averaged over its origins), then aggregated over series:
-- MASE: MAE of the median / in-sample MAE of the seasonal naive forecast (lag m; lag 1 when m = 1) on the
-  history before the origin; aggregated by the geometric mean.
-- sMAPE (%): mean of 200 |y - f| / (|y| + |f|); arithmetic mean.
-- pinball: mean pinball loss over horizons and quantiles, divided by the same MASE denominator so series are
-  comparable; arithmetic mean.
-Baselines see at most the last BASELINE_HISTORY values (speed; the RNN sees its context_length).
+Each test set (M3 monthly / quarterly, M1 monthly, Tourism monthly) is forecast from the training parts `x` and
+scored on the test parts `xx` (metrics.py). The forecaster runs through the service's own runtime
+(`ForecasterRuntime`: the sidecar's feature module, the fast ONNX graph, the inverse transform), so what is scored
+is what is served. The numpy Theta component alone is reported too, and the baselines are fitted by statsforecast
+(baselines.py).
 """
 
 from __future__ import annotations
 
 import json
 import time
-import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from models.forecaster.windows import EvalWindows
+from models.forecaster.baselines import baselines
+from models.forecaster.data import TEST_SETS, TestSeries, test_set
+from models.forecaster.features import make_inputs, to_original_units
+from models.forecaster.metrics import score
 
-BASELINES = ("naive", "seasonal_naive", "auto_ets", "auto_arima")
-BASELINE_HISTORY = 600
+ROWS = (
+    "forecaster",
+    "theta_component",
+    "seasonal_naive",
+    "auto_ets",
+    "auto_theta",
+    "auto_arima",
+    "combination",
+)
+METRICS = (
+    ("mase", "MASE", 3),
+    ("smape", "sMAPE %", 2),
+    ("pinball", "scaled pinball", 3),
+    ("coverage_80", "10–90% coverage", 3),
+)
+BATCH = 64
 
 
-def mase_denominator(history: np.ndarray, m: int) -> float:
-    m = m if len(history) > m else 1
-    scale = float(np.mean(np.abs(history[m:] - history[:-m]))) if len(history) > m else 0.0
-    return scale if scale > 0 else max(float(np.mean(np.abs(history))), 1e-8) * 1e-3
+def load_runtime(folder: Path):  # type: ignore[no-untyped-def]
+    """The service's own runtime of the artifact in `folder` (the one `/v1/forecast` runs), on the CPU."""
+    from models.sidecar import read
+    from service.kinds.forecaster.runtime import ForecasterRuntime
+    from service.runtime.base import Artifact, RuntimeOptions
+
+    runtime = ForecasterRuntime(Artifact(folder, read(folder / "sidecar.json")), RuntimeOptions("cpu", 1))
+    runtime.load()
+    return runtime
 
 
-def scores(
-    y: np.ndarray, q: np.ndarray, quantiles: list[float], history: np.ndarray, m: int
-) -> dict[str, float]:
-    """y [h], q [h, Q] in original units."""
-    denom = mase_denominator(history, m)
-    f = q[:, quantiles.index(0.5)]
-    err = y[:, None] - q  # [h, Q]
-    tau = np.asarray(quantiles)[None, :]
-    pinball = np.maximum(tau * err, (tau - 1) * err).mean()
-    smape = np.mean(200 * np.abs(y - f) / np.maximum(np.abs(y) + np.abs(f), 1e-12))
+def served_forecasts(runtime, series: list[TestSeries]) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """[n, max_horizon, Q] in original units, through the service runtime in batches (the fast graph)."""
+    out = []
+    for lo in range(0, len(series), BATCH):
+        items = [runtime.item(s.x.astype(np.float32), s.season_length) for s in series[lo : lo + BATCH]]
+        for outcome in runtime.predict(items, False):
+            if isinstance(outcome, Exception):
+                raise outcome
+            out.append(outcome.result.quantiles)
+    return np.stack(out).astype(np.float64)
+
+
+def theta_forecasts(series: list[TestSeries], context_length: int, max_horizon: int, n_q: int) -> np.ndarray:
+    """The classical component alone: the Theta forecast for every quantile (a point forecast)."""
+    feeds, scales = make_inputs(
+        [s.x for s in series], [s.season_length for s in series], context_length, max_horizon
+    )
+    return to_original_units(np.repeat(feeds["anchor"][:, :, None], n_q, axis=-1), scales)
+
+
+def evaluate_set(name: str, runtime, cache_dir: Path, recompute: bool, n_jobs: int = 1) -> dict:  # type: ignore[no-untyped-def]
+    series = test_set(name)
+    quantiles = runtime.quantile_levels
+    start = time.perf_counter()
+    forecasts = {"forecaster": served_forecasts(runtime, series)}
+    served_seconds = time.perf_counter() - start
+    forecasts["theta_component"] = theta_forecasts(
+        series, runtime.config.context_length, runtime.max_horizon, len(quantiles)
+    )
+    base, base_seconds = (
+        baselines(name, series, quantiles, cache_dir, recompute, n_jobs) if n_jobs else ({}, 0.0)
+    )
+    forecasts |= base
+    args = ([s.x for s in series], [s.xx for s in series], [s.season_length for s in series])
+    table = {row: score(*args, forecasts[row], quantiles) for row in ROWS if row in forecasts}
     return {
-        "mase": float(np.mean(np.abs(y - f)) / denom),
-        "smape": float(smape),
-        "pinball": float(pinball / denom),
+        "models": table,
+        "n_series": len(series),
+        "horizon": len(series[0].xx),
+        "forecaster_seconds": round(served_seconds, 2),
+        "baseline_seconds": round(base_seconds, 1),
+        "forecasts": forecasts,
     }
 
 
-def _levels(quantiles: list[float]) -> list[int]:
-    return sorted({round(abs(1 - 2 * t) * 100) for t in quantiles if t != 0.5})
-
-
-def baseline_quantiles(name: str, history: np.ndarray, m: int, h: int, quantiles: list[float]) -> np.ndarray:
-    """[h, Q] quantiles of one statsforecast model (prediction intervals at the matching levels)."""
-    from statsforecast.models import AutoARIMA, AutoETS, Naive, SeasonalNaive
-
-    y = history[-BASELINE_HISTORY:].astype(np.float64)
-    m = m if len(y) > 2 * m else 1
-    model = {
-        "naive": lambda: Naive(),
-        "seasonal_naive": lambda: SeasonalNaive(season_length=m),
-        "auto_ets": lambda: AutoETS(season_length=m),
-        "auto_arima": lambda: AutoARIMA(season_length=m),
-    }[name]()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = model.forecast(y=y, h=h, level=_levels(quantiles))
-    cols = []
-    for t in quantiles:
-        level = round(abs(1 - 2 * t) * 100)
-        cols.append(out["mean"] if t == 0.5 else out[f"{'lo' if t < 0.5 else 'hi'}-{level}"])
-    return np.sort(np.stack(cols, axis=-1), axis=-1)  # [h, Q]
-
-
-def baseline_table(
-    windows: EvalWindows, quantiles: list[float], cache: Path | None = None
-) -> dict[str, list[np.ndarray]]:
-    """Forecasts of every baseline for every window, cached as JSON (they do not depend on the RNN)."""
-    key = f"{len(windows.origins)}:{quantiles}"
-    if cache is not None and cache.exists():
-        stored = json.loads(cache.read_text())
-        if stored.get("key") == key:
-            return {k: [np.asarray(a) for a in v] for k, v in stored["forecasts"].items()}
-    out: dict[str, list[np.ndarray]] = {name: [] for name in BASELINES}
-    for s, o in zip(windows.series, windows.origins, strict=True):
-        for name in BASELINES:
-            out[name].append(baseline_quantiles(name, s.values[:o], s.season_length, s.horizon, quantiles))
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"key": key, "forecasts": {k: [a.tolist() for a in v] for k, v in out.items()}}
-        cache.write_text(json.dumps(payload))
-    return out
-
-
-def aggregate(windows: EvalWindows, forecasts: list[np.ndarray], quantiles: list[float]) -> dict:
-    """Per-series means over origins, then gmean MASE / mean sMAPE / mean pinball over series and per dataset."""
-    per_series: dict[str, list[dict[str, float]]] = {}
-    dataset_of: dict[str, str] = {}
-    for s, o, q in zip(windows.series, windows.origins, forecasts, strict=True):
-        h = min(s.horizon, len(q))  # a model with a shorter max_horizon is scored on what it forecasts
-        y = s.values[o : o + h]
-        per_series.setdefault(s.name, []).append(scores(y, q[:h], quantiles, s.values[:o], s.season_length))
-        dataset_of[s.name] = s.dataset
-    rows = {n: {k: float(np.mean([r[k] for r in v])) for k in v[0]} for n, v in per_series.items()}
-
-    def summary(names: list[str]) -> dict[str, float]:
-        mase = np.array([rows[n]["mase"] for n in names])
-        return {
-            "mase_gmean": float(np.exp(np.mean(np.log(np.maximum(mase, 1e-8))))),
-            "smape": float(np.mean([rows[n]["smape"] for n in names])),
-            "pinball": float(np.mean([rows[n]["pinball"] for n in names])),
-            "n_series": len(names),
-        }
-
-    datasets = sorted(set(dataset_of.values()))
-    by_dataset = {d: summary([n for n in rows if dataset_of[n] == d]) for d in datasets}
-    balanced = float(np.exp(np.mean([np.log(v["mase_gmean"]) for v in by_dataset.values()])))
-    return {"all": summary(list(rows)) | {"mase_gmean_dataset_balanced": balanced}, "by_dataset": by_dataset}
-
-
-def evaluation_table(
-    windows: EvalWindows,
-    rnn_forecasts: list[np.ndarray],
-    quantiles: list[float],
-    cache: Path | None = None,
-) -> dict:
-    """{model: aggregate} for the RNN ("forecaster") and every baseline, plus the time the baselines took."""
-    start = time.perf_counter()
-    base = baseline_table(windows, quantiles, cache)
-    table = {"forecaster": aggregate(windows, rnn_forecasts, quantiles)}
-    table |= {name: aggregate(windows, base[name], quantiles) for name in BASELINES}
-    return {"models": table, "baseline_seconds": round(time.perf_counter() - start, 1)}
-
-
-def rnn_forecasts(
-    windows: EvalWindows, predict: Callable[[dict[str, np.ndarray]], np.ndarray]
-) -> list[np.ndarray]:
-    """predict(feeds) -> quantiles in scaled units; returns per window [max_horizon, Q] in original units."""
-    from models.forecaster.features import to_original_units
-
-    q = to_original_units(predict(windows.batch.feeds), windows.batch.scales)
-    return list(q)
-
-
-def format_table(result: dict) -> str:
-    """A Markdown table of the headline numbers, one row per model."""
+def format_table(name: str, result: dict) -> str:
+    head = f"### {name} ({result['n_series']} series, h = {result['horizon']})\n\n"
     lines = [
-        "| model | MASE (gmean) | MASE (gmean of dataset gmeans) | sMAPE % | scaled pinball |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| model | " + " | ".join(label for _, label, _ in METRICS) + " |",
+        "| --- |" + " ---: |" * len(METRICS),
     ]
-    for name, agg in result["models"].items():
-        a = agg["all"]
-        lines.append(
-            f"| {name} | {a['mase_gmean']:.3f} | {a['mase_gmean_dataset_balanced']:.3f} | "
-            f"{a['smape']:.2f} | {a['pinball']:.3f} |"
-        )
-    return "\n".join(lines)
+    for row, agg in result["models"].items():
+        cells = []
+        for key, _, digits in METRICS:
+            value = (
+                "—"
+                if row == "theta_component" and key in ("pinball", "coverage_80")
+                else f"{agg[key]:.{digits}f}"
+            )
+            cells.append(value)
+        label = f"**{row}**" if row == "forecaster" else row
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return head + "\n".join(lines)
 
 
-def format_by_dataset(result: dict) -> str:
-    """A Markdown table of MASE (gmean over each dataset's series), one row per dataset, one column per model."""
-    models = list(result["models"])
-    first = result["models"][models[0]]["by_dataset"]
-    lines = ["| dataset | series | " + " | ".join(models) + " |", "| --- | ---: |" + " ---: |" * len(models)]
-    for dataset, row in first.items():
-        cells = " | ".join(f"{result['models'][m]['by_dataset'][dataset]['mase_gmean']:.3f}" for m in models)
-        lines.append(f"| {dataset} | {row['n_series']} | {cells} |")
-    return "\n".join(lines)
+def run_evaluation(
+    folder: Path, cache_dir: Path, recompute: bool, out: Path | None, sets: list[str], n_jobs: int = 1
+) -> dict:
+    runtime = load_runtime(folder)
+    results, report = {}, []
+    for name in sets:
+        results[name] = evaluate_set(name, runtime, cache_dir, recompute, n_jobs)
+        report.append(format_table(name, results[name]))
+        print(report[-1] + "\n", flush=True)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n\n".join(report) + "\n")
+        summary = {
+            n: {"models": r["models"], "baseline_seconds": r["baseline_seconds"]} for n, r in results.items()
+        }
+        out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+        forecasts = {f"{n}/{m}": f for n, r in results.items() for m, f in r["forecasts"].items()}
+        np.savez(cache_dir.parent / "test_forecasts.npz", **forecasts)  # for the fan charts (git-ignored)
+    return results
+
+
+ALL_SETS = list(TEST_SETS)
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--artifact", type=Path, default=Path("models/forecaster/artifacts/forecaster"))
+    parser.add_argument("--sets", nargs="+", default=ALL_SETS, choices=ALL_SETS)
+    parser.add_argument("--cache-dir", type=Path, default=Path("runs/forecaster/baselines"))
+    parser.add_argument(
+        "--recompute-baselines", action="store_true", help="refit statsforecast (no cache read)"
+    )
+    parser.add_argument("--out", type=Path, default=Path("docs/forecaster/evaluation.md"))
+    parser.add_argument(
+        "--n-jobs", type=int, default=1, help="statsforecast worker processes (0: no baselines)"
+    )
+    args = parser.parse_args()
+    run_evaluation(args.artifact, args.cache_dir, args.recompute_baselines, args.out, args.sets, args.n_jobs)
+
+
+if __name__ == "__main__":
+    main()

@@ -17,11 +17,17 @@ import onnx
 import torch
 from torch import nn
 
-from models.forecaster.features import INPUT_NAMES
+from models.forecaster.features import INPUT_NAMES, make_inputs, to_original_units
 from models.forecaster.model import Forecaster, ForecasterEnsemble
+from models.forecaster.windows import Batch, Windows, validation_windows
 from models.sidecar import DIAGNOSTIC, FAST, GRAPH_FILES, IR_VERSION, OPSET, Sidecar, assemble, tensor, write
 
 FEATURES_MODULE = "models.forecaster.features"
+MIN_LENGTH = 8  # the service refuses shorter series
+
+
+def members_of(model: Forecaster | ForecasterEnsemble) -> list[Forecaster]:
+    return list(model.members) if isinstance(model, ForecasterEnsemble) else [model]
 
 
 class _Graph(nn.Module):
@@ -29,17 +35,18 @@ class _Graph(nn.Module):
         super().__init__()
         self.model, self.diagnostics = model, diagnostics
 
-    def forward(self, context, mask, seasonal_lag, anchor):  # type: ignore[no-untyped-def]
-        q, acts = self.model(context, mask, seasonal_lag, anchor, return_activations=self.diagnostics)
+    def forward(self, context, mask, seasonal, anchor, static):  # type: ignore[no-untyped-def]
+        q, acts = self.model(context, mask, seasonal, anchor, static, return_activations=self.diagnostics)
         return (q, acts) if self.diagnostics else q
 
 
 def example_inputs(model: Forecaster | ForecasterEnsemble, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    """Feeds of `batch` seasonal series built by the feature module, in INPUT_NAMES order."""
     cfg = model.config
-    rng = np.random.default_rng(0)
-    context = torch.from_numpy(rng.normal(1.0, 0.1, (batch, cfg.context_length)).astype(np.float32))
-    mask = torch.ones(batch, cfg.context_length)
-    return context, mask, context.roll(1, dims=1), context[:, -1:].repeat(1, cfg.max_horizon)
+    t = np.arange(3 * cfg.context_length)
+    series = [100 + 10 * np.sin(2 * np.pi * t / 12) + k * t for k in range(batch)]
+    feeds, _ = make_inputs(series, [12] * batch, cfg.context_length, cfg.max_horizon)
+    return tuple(torch.from_numpy(feeds[name]) for name in INPUT_NAMES)
 
 
 def export_onnx(model: Forecaster | ForecasterEnsemble, path: Path, diagnostics: bool) -> None:
@@ -128,17 +135,19 @@ def sidecar(
     reference: np.ndarray,
     training: dict,
 ) -> Sidecar:
+    """`reference`: the diagnostic graph's activations [N, n_layers, n_statistics] over the validation windows."""
     cfg = model.config
-    members = len(model.members) if isinstance(model, ForecasterEnsemble) else 1
-    shapes = {"context": cfg.context_length, "mask": cfg.context_length, "seasonal_lag": cfg.context_length}
+    members = members_of(model)
+    shapes = {"context": cfg.context_length, "mask": cfg.context_length, "seasonal": cfg.context_length}
+    shapes |= {"anchor": cfg.max_horizon, "static": cfg.n_static}
     return assemble(
         name=name,
         kind="forecaster",
         folder=folder,
-        inputs=[tensor(n, "float32", "batch", shapes.get(n, cfg.max_horizon)) for n in INPUT_NAMES],
+        inputs=[tensor(n, "float32", "batch", shapes[n]) for n in INPUT_NAMES],
         outputs=[tensor("quantiles", "float32", "batch", cfg.max_horizon, len(cfg.quantiles))],
         config=cfg.to_dict()
-        | {"ensemble_members": members, "parameters": sum(p.numel() for p in model.parameters())},
+        | {"ensemble_members": len(members), "parameters": sum(p.numel() for p in model.parameters())},
         layers=[{"index": i, "name": n, "kind": layer_kind(n)} for i, n in enumerate(model.layer_names)],
         reference=reference,
         training=training,
@@ -146,7 +155,10 @@ def sidecar(
             "context_length": cfg.context_length,
             "max_horizon": cfg.max_horizon,
             "quantiles": list(cfg.quantiles),
+            "season_length": 1,
+            "min_length": MIN_LENGTH,
             "features": FEATURES_MODULE,
+            "lookbacks": [m.config.lookback for m in members],
         },
     )
 
@@ -208,50 +220,79 @@ def load_ensemble(run_dir: Path) -> tuple[ForecasterEnsemble, list[dict]]:
 def _summary(record: dict) -> dict:
     """A member's training record, trimmed for the sidecar: per-epoch scalars, gradient norms, hidden stats."""
     epochs = [
-        {k: e[k] for k in ("epoch", "train_loss", "mase_gmean", "pinball", "grad_norms", "seconds")}
+        {k: e[k] for k in ("epoch", "train_loss", "val_mase", "grad_norms", "seconds")}
+        | {"groups": {g: round(v["mase"], 4) for g, v in e["groups"].items()}}
         | {"hidden": {n: v for n, v in e["activations"].items() if n.endswith(".hidden")}}
         for e in record["epochs"]
     ]
     return {
-        "best_val_mase_gmean": record["best_val_mase_gmean"],
+        "best_val_mase": record["best_val_mase"],
+        "lookback": record.get("lookback"),
+        "windows": record.get("windows"),
         "train_config": record["train_config"],
         "epochs": epochs,
     }
 
 
-def run_export(
-    run_dir: Path, out_dir: Path, name: str, splits: tuple[str, ...] = ("val", "test"), progress: bool = True
-) -> Sidecar:
-    """Checkpoints -> both graphs -> ORT evaluation on the test tails vs the baselines -> sidecar."""
-    from models.forecaster.data import load_all
-    from models.forecaster.evaluate import evaluation_table, format_by_dataset, format_table, rnn_forecasts
-    from models.forecaster.windows import eval_windows
+THETA_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+CLASS_GROUPS = {
+    0: ("M3/yearly",),
+    1: ("M3/quarterly",),
+    2: ("M3/monthly", "M1/monthly"),
+}  # static column -> val
+
+
+def select_theta_weights(model: ForecasterEnsemble, windows: Windows, batch: Batch) -> dict:
+    """Per season-length class, the weight w of the Theta forecast in the combined median (ForecasterEnsemble)
+    with the lowest mean validation MASE over that class's groups; the class 'other' keeps w = 0."""
+    from models.forecaster.train import group_scores, predict
+
+    model.theta_weights.zero_()
+    q, _ = predict(model, batch.feeds)  # [N, Hz, Q]
+    shift = batch.feeds["anchor"][:, :, None] - q[..., model.config.quantiles.index(0.5)][..., None]
+    table: dict[str, dict[str, float]] = {}
+    for column, groups in CLASS_GROUPS.items():
+        scores = {}
+        for w in THETA_GRID:
+            per_group = group_scores(
+                windows, to_original_units(q + w * shift, batch.scales), model.config.quantiles
+            )
+            scores[w] = float(np.mean([per_group[g]["mase"] for g in groups]))
+        model.theta_weights[column] = min(scores, key=scores.__getitem__)
+        table[",".join(groups)] = {str(w): round(v, 4) for w, v in scores.items()}
+    return {"weights": model.theta_weights.tolist(), "validation_mase": table}
+
+
+def run_export(run_dir: Path, out_dir: Path, name: str, progress: bool = True) -> Sidecar:
+    """Checkpoints -> both graphs -> validation scores through ONNX Runtime -> sidecar.
+
+    The test sets are scored separately (`lnserve export forecaster-eval`, `make eval-forecaster`), through the
+    service runtime and next to the statsforecast baselines."""
+    from models.forecaster.data import training_series
+    from models.forecaster.train import group_scores
 
     torch.set_num_threads(1)
     model, records = load_ensemble(run_dir)
+    for member, record in zip(model.members, records, strict=True):
+        record["lookback"] = member.config.lookback
     cfg = model.config
     folder = out_dir / name
+    series = training_series()
+    windows = validation_windows(series)
+    batch = windows.batch(cfg.context_length, cfg.max_horizon)
+    combination = select_theta_weights(model, windows, batch)
+    if progress:
+        print(f"theta weights per class (m = 1, 4, 12, other): {combination['weights']}")
     seconds = export_graphs(model, folder)
-    series = load_all()
-    predict = ort_predict(folder / GRAPH_FILES[FAST])
-    evaluation = {}
-    for which in splits:
-        windows = eval_windows(series, which, cfg.context_length, cfg.max_horizon)
-        forecasts = rnn_forecasts(windows, predict)
-        evaluation[which] = evaluation_table(
-            windows, forecasts, cfg.quantiles, run_dir.parent / f"baselines_{which}.json"
-        )
-        report = (
-            f"## {which}\n\n{format_table(evaluation[which])}\n\n{format_by_dataset(evaluation[which])}\n"
-        )
-        (run_dir / f"evaluation_{which}.md").write_text(report)
-        if progress:
-            print(report)
-    val = eval_windows(series, "val", cfg.context_length, cfg.max_horizon)
+    q = ort_predict(folder / GRAPH_FILES[FAST])(batch.feeds)
+    groups = group_scores(windows, to_original_units(q, batch.scales), cfg.quantiles)
+    if progress:
+        print({g: round(v["mase"], 4) for g, v in groups.items()})
     training = {
         "members": [_summary(r) for r in records],
-        "evaluation": evaluation,
+        "validation": groups,
+        "combination": combination,
         "export_seconds": round(seconds, 1),
         "data": {"series": len(series), "datasets": sorted({s.dataset for s in series})},
     }
-    return write_sidecar(model, folder, name, val.batch.feeds, training)
+    return write_sidecar(model, folder, name, batch.take(np.arange(0, len(batch), 4)).feeds, training)

@@ -1,11 +1,11 @@
 """The forecaster: a LayerNorm-LSTM (Ba, Kiros & Hinton 2016) or LayerNorm-GRU with direct multi-horizon quantiles.
 
-Reads top to bottom: norms and cells, masked statistics, the config, then the model. The recurrence is written as a
-Python loop over the fixed context length, so the ONNX export is unrolled (no Loop/Scan).
+Reads top to bottom: norms and cells, masked statistics, the config, then the model and the in-graph ensemble.
+The recurrence is a Python loop over the fixed lookback, so the ONNX export is unrolled (no Loop/Scan).
 
-The graph works in scaled units (see features.py). Inside it, the window is normalised once more by d, the mean
-|x[t] - x[t-1]| of its real steps, so the network sees O(1) inputs whatever the series' volatility, and the
-output is anchor + d * residual: the network predicts the departure from the seasonal naive forecast.
+The graph works in the ES-RNN space of features.py: z_t = log(x_t / (s_t L)). Inside it, the window is scaled
+once more by d, the mean |z_t - z_{t-1}| of its real steps (the series' relative volatility), and the output is
+anchor + d * residual: the network predicts quantiles of the departure from the Theta forecast.
 """
 
 from __future__ import annotations
@@ -17,26 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-N_FEATURES = 4  # per time step: level vs last, seasonal difference, first difference, mask
+from models.layers import make_norm, masked_statistics
 
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))  # the gate bias lives in the norm, as with LayerNorm
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight + self.bias
-
-
-def make_norm(norm_type: str, dim: int, eps: float) -> nn.Module:
-    if norm_type == "layernorm":
-        return nn.LayerNorm(dim, eps=eps)
-    if norm_type == "rmsnorm":
-        return RMSNorm(dim, eps)
-    raise ValueError(f"unknown norm_type {norm_type!r}")
+N_STEP = 5  # per time step: z, z / d, (z_t - z_{t-1}) / d, log season, mask
 
 
 class LNLSTMLayer(nn.Module):
@@ -54,9 +37,9 @@ class LNLSTMLayer(nn.Module):
         self.hidden = hidden
         self.w_ih = nn.Linear(n_in, self.n_gates * hidden, bias=False)
         self.w_hh = nn.Linear(hidden, self.n_gates * hidden, bias=False)
-        self.norm_ih = make_norm(norm_type, self.n_gates * hidden, eps)
-        self.norm_hh = make_norm(norm_type, self.n_gates * hidden, eps)
-        self.norm_c = make_norm(norm_type, hidden, eps)
+        self.norm_ih = make_norm(norm_type, self.n_gates * hidden, eps, bias=True)
+        self.norm_hh = make_norm(norm_type, self.n_gates * hidden, eps, bias=True)
+        self.norm_c = make_norm(norm_type, hidden, eps, bias=True)
         with torch.no_grad():  # forget-gate bias 1 (Jozefowicz et al. 2015)
             self.norm_ih.bias[hidden : 2 * hidden].fill_(1.0)
 
@@ -109,8 +92,8 @@ class LNGRULayer(LNLSTMLayer):
         self.hidden = hidden
         self.w_ih = nn.Linear(n_in, 3 * hidden, bias=False)
         self.w_hh = nn.Linear(hidden, 3 * hidden, bias=False)
-        self.norm_ih = make_norm(norm_type, 3 * hidden, eps)
-        self.norm_hh = make_norm(norm_type, 3 * hidden, eps)
+        self.norm_ih = make_norm(norm_type, 3 * hidden, eps, bias=True)
+        self.norm_hh = make_norm(norm_type, 3 * hidden, eps, bias=True)
 
     def step(self, gi: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
         gh_pre = self.w_hh(h)  # [B, 3H]
@@ -122,30 +105,23 @@ class LNGRULayer(LNLSTMLayer):
         return h_new, c, gh_pre, gh_post, h_new
 
 
-def masked_statistics(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """mean, std, rms, abs_mean, abs_max of x [B, T, F] over the real steps of each row -> [B, 5]."""
-    w = mask.unsqueeze(-1)  # [B, T, 1]
-    n = mask.sum(1).clamp_min(1.0) * x.shape[-1]  # [B]
-    mean = (x * w).sum((1, 2)) / n  # [B]
-    var = ((x - mean[:, None, None]).pow(2) * w).sum((1, 2)) / n  # [B]
-    rms = ((x * x) * w).sum((1, 2)) / n  # [B]
-    abs_mean = (x.abs() * w).sum((1, 2)) / n  # [B]
-    abs_max = (x.abs() * w).amax((1, 2))  # [B]
-    return torch.stack([mean, var.sqrt(), rms.sqrt(), abs_mean, abs_max], dim=-1)  # [B, 5]
-
-
 @dataclass
 class ForecasterConfig:
-    context_length: int = 96
+    context_length: int = 48  # steps the features provide (the longest member lookback)
+    lookback: int = 48  # steps this network reads (the last `lookback` of the context)
     max_horizon: int = 24
     quantiles: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95])
+    n_static: int = 10
     cell: str = "lstm"  # lstm | gru
     n_layer: int = 2
     hidden: int = 64
     norm_type: str = "layernorm"  # layernorm | rmsnorm
     norm_eps: float = 1e-5
-    feature_clip: float = 20.0  # inputs are in units of d; clipped so one outlier cannot saturate every gate
-    min_diff: float = 1e-3  # floor of d in scaled units (a constant series has d = 0)
+    feature_clip: float = 20.0  # inputs in units of d are clipped so one outlier cannot saturate every gate
+    min_diff: float = 1e-3  # floor of d (log units: 0.1% per step; a constant series has d = 0)
+    anchored: bool = (
+        True  # predict around the Theta forecast; False: around the level (plain ES-RNN), Theta unseen
+    )
 
     @property
     def norm_placement(self) -> str:
@@ -160,12 +136,13 @@ class Forecaster(nn.Module):
         super().__init__()
         self.config = config
         layer = {"lstm": LNLSTMLayer, "gru": LNGRULayer}[config.cell]
-        n_in = [N_FEATURES] + [config.hidden] * (config.n_layer - 1)
+        n_in = [N_STEP + config.n_static + 1] + [config.hidden] * (config.n_layer - 1)
         self.layers = nn.ModuleList(layer(k, config.hidden, config.norm_type, config.norm_eps) for k in n_in)
         self.n_q = len(config.quantiles)
         self.mid = config.quantiles.index(0.5)
+        n_head = config.n_layer * config.hidden + config.n_static + 1 + config.max_horizon
         self.head = nn.Sequential(
-            nn.Linear(config.n_layer * config.hidden, config.hidden),
+            nn.Linear(n_head, config.hidden),
             nn.GELU(),
             nn.Linear(config.hidden, config.max_horizon * self.n_q),
         )
@@ -178,58 +155,76 @@ class Forecaster(nn.Module):
             f"{self.config.cell}{i}.{name}" for i, layer in enumerate(self.layers) for name in layer.names
         ]
 
-    def features(
-        self, context: torch.Tensor, mask: torch.Tensor, seasonal_lag: torch.Tensor
-    ) -> tuple[torch.Tensor, ...]:
-        prev_mask = F.pad(mask[:, :-1], (1, 0))  # [B, T]: 1 where x[t-1] is real
-        prev = F.pad(context[:, :-1], (1, 0))  # [B, T]
-        prev = prev_mask * prev + (1 - prev_mask) * context  # [B, T]: first real step differs from itself
-        n_diff = (mask.sum(1, keepdim=True) - 1).clamp_min(1.0)  # [B, 1]
-        d = ((context - prev).abs() * mask).sum(1, keepdim=True) / n_diff  # [B, 1]
-        d = d.clamp_min(self.config.min_diff)  # [B, 1]
-        last = context[:, -1:]  # [B, 1]: the newest value is always real (left padding)
-        clip = self.config.feature_clip
-        level = ((context - last) / d).clamp(-clip, clip)  # [B, T]
-        seasonal = ((context - seasonal_lag) / d).clamp(-clip, clip)  # [B, T]
-        diff = ((context - prev) / d).clamp(-clip, clip)  # [B, T]
-        x = torch.stack([level * mask, seasonal * mask, diff * mask, mask], dim=-1)  # [B, T, 4]
-        return x, d
+    def scale(self, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """d [B, 1]: mean |z_t - z_{t-1}| over the real steps of the context (floored)."""
+        pair = mask[:, 1:] * mask[:, :-1]  # [B, T - 1]: both steps real
+        d = ((context[:, 1:] - context[:, :-1]).abs() * pair).sum(1, keepdim=True)  # [B, 1]
+        return (d / pair.sum(1, keepdim=True).clamp_min(1.0)).clamp_min(self.config.min_diff)
+
+    def inputs(
+        self,
+        context: torch.Tensor,
+        mask: torch.Tensor,
+        seasonal: torch.Tensor,
+        static: torch.Tensor,
+        d: torch.Tensor,
+    ) -> torch.Tensor:
+        """[B, lookback, n_in]: the step features of the last `lookback` steps, statics and log d repeated."""
+        L, clip = self.config.lookback, self.config.feature_clip
+        z, w, s = context[:, -L:], mask[:, -L:], seasonal[:, -L:]  # [B, L]
+        prev = F.pad(z[:, :-1], (1, 0))  # [B, L]
+        prev_w = F.pad(w[:, :-1], (1, 0))  # [B, L]
+        diff = ((z - prev) * prev_w / d).clamp(-clip, clip)  # [B, L]: 0 at the first real step
+        level = (z / d).clamp(-clip, clip)  # [B, L]
+        per_step = torch.stack([z.clamp(-clip, clip) * w, level * w, diff * w, s, w], dim=-1)  # [B, L, 5]
+        const = torch.cat([static, d.log()], dim=-1)  # [B, S + 1]
+        return torch.cat([per_step, const.unsqueeze(1).expand(-1, L, -1)], dim=-1)  # [B, L, 5 + S + 1]
 
     def forward(
         self,
         context: torch.Tensor,  # [B, T]
         mask: torch.Tensor,  # [B, T]
-        seasonal_lag: torch.Tensor,  # [B, T]
+        seasonal: torch.Tensor,  # [B, T]
         anchor: torch.Tensor,  # [B, max_horizon]
+        static: torch.Tensor,  # [B, n_static]
         return_activations: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x, d = self.features(context, mask, seasonal_lag)  # [B, T, 4], [B, 1]
+        d = self.scale(context, mask)  # [B, 1]
+        anchor = anchor if self.config.anchored else torch.zeros_like(anchor)  # [B, Hz]
+        x = self.inputs(context, mask, seasonal, static, d)  # [B, L, n_in]
+        w = mask[:, -self.config.lookback :]  # [B, L]
         lasts, stats = [], []
         for layer in self.layers:
-            x, acts = layer(x, mask, return_activations)  # [B, T, H]
+            x, acts = layer(x, w, return_activations)  # [B, L, H]
             lasts.append(acts.pop("last"))
-            stats += (
-                [masked_statistics(acts[name], mask) for name in layer.names] if return_activations else []
-            )
-        raw = self.head(torch.cat(lasts, dim=-1)).view(-1, self.config.max_horizon, self.n_q)  # [B, Hz, Q]
+            stats += [masked_statistics(acts[name], w) for name in layer.names] if return_activations else []
+        clip = self.config.feature_clip
+        head_in = torch.cat([*lasts, static, d.log(), (anchor / d).clamp(-clip, clip)], dim=-1)  # [B, n_head]
+        raw = self.head(head_in).view(-1, self.config.max_horizon, self.n_q)  # [B, Hz, Q]
         mid = raw[..., self.mid : self.mid + 1]  # [B, Hz, 1]
         up = mid + F.softplus(raw[..., self.mid + 1 :]).cumsum(-1)  # [B, Hz, Q - mid - 1]
         gaps = F.softplus(raw[..., : self.mid])  # [B, Hz, mid]
         down = mid - (gaps.sum(-1, keepdim=True) - gaps.cumsum(-1) + gaps)  # [B, Hz, mid]: reversed cumsum
         resid = torch.cat([down, mid, up], dim=-1)  # [B, Hz, Q], monotone by construction
-        quantiles = anchor.unsqueeze(-1) + d.unsqueeze(-1) * resid  # [B, Hz, Q] in scaled units
+        quantiles = anchor.unsqueeze(-1) + d.unsqueeze(-1) * resid  # [B, Hz, Q] in log space
         activations = torch.stack(stats, dim=1) if return_activations else None  # [B, n_layers, 5]
         return quantiles, activations
 
 
 class ForecasterEnsemble(nn.Module):
-    """Members trained with different seeds; the quantiles are averaged (a mean of sorted vectors stays sorted)
-    and the activations of every member are reported, member by member."""
+    """Members (seeds, lookbacks) whose quantiles are averaged in the graph (a mean of sorted vectors stays
+    sorted); the activations of every member are reported, member by member.
 
-    def __init__(self, members: list[Forecaster]) -> None:
+    Combination with the classical component: the whole band is moved by w * (anchor - median), w chosen on
+    validation per season-length class (static columns 0..3: m = 1, 4, 12, other); w = 0 is the plain ensemble,
+    w = 1 puts the median on the Theta forecast."""
+
+    def __init__(self, members: list[Forecaster], theta_weights: list[float] | None = None) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
         self.config = members[0].config
+        assert len({m.config.context_length for m in members}) == 1, "members share the feature context"
+        self.register_buffer("theta_weights", torch.tensor(theta_weights or [0.0] * 4))  # [4]
 
     @property
     def layer_names(self) -> list[str]:
@@ -238,14 +233,15 @@ class ForecasterEnsemble(nn.Module):
         return [f"member{k}.{name}" for k, m in enumerate(self.members) for name in m.layer_names]
 
     def forward(
-        self,
-        context: torch.Tensor,  # [B, T]
-        mask: torch.Tensor,  # [B, T]
-        seasonal_lag: torch.Tensor,  # [B, T]
-        anchor: torch.Tensor,  # [B, max_horizon]
-        return_activations: bool = False,
+        self, *inputs: torch.Tensor, return_activations: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        outs = [m(context, mask, seasonal_lag, anchor, return_activations) for m in self.members]
+        """`inputs`: what `Forecaster.forward` takes, in `features.INPUT_NAMES` order (context, mask, seasonal,
+        anchor, static)."""
+        anchor, static = inputs[3], inputs[4]  # [B, max_horizon], [B, n_static]
+        outs = [m(*inputs, return_activations=return_activations) for m in self.members]
         quantiles = torch.stack([q for q, _ in outs]).mean(0)  # [B, Hz, Q]
+        mid = self.config.quantiles.index(0.5)
+        w = (static[:, :4] * self.theta_weights).sum(-1)[:, None, None]  # [B, 1, 1]
+        quantiles = quantiles + w * (anchor.unsqueeze(-1) - quantiles[..., mid : mid + 1])  # [B, Hz, Q]
         activations = torch.cat([a for _, a in outs], dim=1) if return_activations else None  # [B, K * L, 5]
         return quantiles, activations

@@ -1,7 +1,8 @@
-"""Turning series into batches: training windows before the held-out tails, and rolling-origin evaluation windows.
+"""Turning series into batches: a pool of training windows before each series' validation tail, and the
+validation windows (the last horizon of each training part).
 
 Batches are built with features.make_inputs, the very function the service calls, so training and serving
-preprocessing cannot diverge.
+preprocessing cannot diverge. Targets are mapped into the network's log space with features.to_model_units.
 """
 
 from __future__ import annotations
@@ -10,94 +11,109 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.forecaster.data import Series, split
-from models.forecaster.features import make_inputs
+from models.forecaster.data import HORIZON, Series
+from models.forecaster.features import make_inputs, to_model_units
 
 MIN_CONTEXT = 8
+CHUNK = 4096  # rows per make_inputs call when building a pool
 
 
 @dataclass(frozen=True)
 class Batch:
     feeds: dict[str, np.ndarray]  # the graph inputs, float32
-    scales: np.ndarray  # [B]
-    target: np.ndarray  # [B, max_horizon] in scaled units (0 where missing)
-    target_mask: np.ndarray  # [B, max_horizon]
-    mase_scale: (
-        np.ndarray
-    )  # [B] in-sample seasonal naive MAE of the context, scaled units (the MASE denominator)
+    scales: np.ndarray  # [B, 2 + H] the state to_original_units needs
+    target: np.ndarray  # [B, H] in the network's log space (0 where missing)
+    target_mask: np.ndarray  # [B, H]
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def take(self, idx: np.ndarray) -> Batch:
+        return Batch(
+            {k: v[idx] for k, v in self.feeds.items()},
+            self.scales[idx],
+            self.target[idx],
+            self.target_mask[idx],
+        )
 
 
 def make_batch(
-    series: list[Series], origins: list[int], lengths: list[int], context_length: int, max_horizon: int
+    histories: list[np.ndarray],
+    futures: list[np.ndarray],
+    season_lengths: list[int],
+    context_length: int,
+    max_horizon: int,
 ) -> Batch:
-    """Row i: context = series[i].values[origin - length : origin], target = the next max_horizon values.
+    """Row i: context = histories[i], target = futures[i] (at most max_horizon values, the rest masked)."""
+    parts = []
+    for lo in range(0, len(histories), CHUNK):
+        sl = slice(lo, lo + CHUNK)
+        feeds, scales = make_inputs(histories[sl], season_lengths[sl], context_length, max_horizon)
+        y = np.zeros((len(scales), max_horizon))
+        mask = np.zeros((len(scales), max_horizon), dtype=np.float32)
+        for i, f in enumerate(futures[sl]):
+            y[i, : len(f)], mask[i, : len(f)] = f[:max_horizon], 1.0
+        target = np.where(mask > 0, to_model_units(y, scales), 0.0).astype(np.float32)
+        parts.append(Batch(feeds, scales, target, mask))
+    return Batch(
+        {k: np.concatenate([p.feeds[k] for p in parts]) for k in parts[0].feeds},
+        np.concatenate([p.scales for p in parts]),
+        np.concatenate([p.target for p in parts]),
+        np.concatenate([p.target_mask for p in parts]),
+    )
 
-    Targets stop at the series' training end for training windows and at origin + horizon for evaluation ones;
-    the caller passes the matching `ends` through the series it gives (see training_sampler / eval_windows).
-    """
-    contexts = [s.values[max(0, o - n) : o] for s, o, n in zip(series, origins, lengths, strict=True)]
-    feeds, scales = make_inputs(contexts, [s.season_length for s in series], context_length, max_horizon)
-    target = np.zeros((len(series), max_horizon), dtype=np.float32)
-    target_mask = np.zeros_like(target)
-    mase_scale = np.zeros(len(series), dtype=np.float32)
-    for i, (s, o) in enumerate(zip(series, origins, strict=True)):
-        y = s.values[o : o + max_horizon] / scales[i]
-        target[i, : len(y)] = y
-        target_mask[i, : len(y)] = 1.0
-        x = contexts[i] / scales[i]
-        m = s.season_length if s.season_length < len(x) else 1
-        mase_scale[i] = np.mean(np.abs(x[m:] - x[:-m])) if len(x) > m else 0.0
-    return Batch(feeds, scales, target, target_mask, mase_scale)
+
+def fit_part(s: Series) -> np.ndarray:
+    """What training may use of a series: everything before its validation tail."""
+    return s.values[: -HORIZON[s.freq]]
 
 
-class TrainingSampler:
-    """Samples (series, origin, context length) for training; targets never reach a series' validation tail.
-
-    Every dataset gets weight sqrt(its number of series), split evenly over its series and then over their
-    origins, so the 61 electricity series or the long stock histories do not drown the rest.
-    """
-
-    def __init__(self, series: list[Series], context_length: int, max_horizon: int, seed: int) -> None:
-        self.context_length, self.max_horizon = context_length, max_horizon
-        self.rng = np.random.default_rng(seed)
-        self.train = []
-        for s in series:
-            end = split(s).train_end
-            if end > MIN_CONTEXT:  # a series view whose values stop at the training end
-                self.train.append(Series(s.name, s.dataset, s.freq, s.season_length, s.values[:end]))
-        sizes: dict[str, int] = {}
-        for s in self.train:
-            sizes[s.dataset] = sizes.get(s.dataset, 0) + 1
-        w = np.array([sizes[s.dataset] ** -0.5 for s in self.train])
-        self.series_p = w / w.sum()
-
-    def sample(self, batch_size: int, short_prob: float = 0.2) -> Batch:
-        idx = self.rng.choice(len(self.train), size=batch_size, p=self.series_p)
-        chosen = [self.train[i] for i in idx]
-        origins = [int(self.rng.integers(MIN_CONTEXT, len(s.values))) for s in chosen]
-        lengths = [
-            int(self.rng.integers(MIN_CONTEXT, self.context_length + 1))
-            if self.rng.random() < short_prob
-            else self.context_length
-            for _ in chosen
-        ]
-        return make_batch(chosen, origins, lengths, self.context_length, self.max_horizon)
+def training_pool(
+    series: list[Series], context_length: int, max_horizon: int, per_series: int, seed: int
+) -> Batch:
+    """Up to `per_series` windows per series, origins drawn uniformly; targets never reach the validation tail."""
+    rng = np.random.default_rng(seed)
+    histories, futures, seasons = [], [], []
+    for s in series:
+        values = fit_part(s)
+        if len(values) <= MIN_CONTEXT:
+            continue
+        origins = np.arange(MIN_CONTEXT, len(values))
+        if len(origins) > per_series:
+            origins = rng.choice(origins, per_series, replace=False)
+        for o in np.sort(origins):
+            histories.append(values[:o])
+            futures.append(values[o : o + max_horizon])
+            seasons.append(s.season_length)
+    return make_batch(histories, futures, seasons, context_length, max_horizon)
 
 
 @dataclass(frozen=True)
-class EvalWindows:
-    series: list[Series]  # one entry per window
-    origins: list[int]
-    batch: Batch  # targets cut to each series' horizon
+class Windows:
+    """Forecast windows with their truth: the validation tails, or a test set (x -> xx)."""
+
+    names: list[str]
+    histories: list[np.ndarray]
+    futures: list[np.ndarray]
+    season_lengths: list[int]
+    groups: list[str]  # "M3/monthly", ...: metrics are reported per group
+
+    def batch(self, context_length: int, max_horizon: int) -> Batch:
+        return make_batch(self.histories, self.futures, self.season_lengths, context_length, max_horizon)
 
 
-def eval_windows(series: list[Series], which: str, context_length: int, max_horizon: int) -> EvalWindows:
-    """Rolling-origin windows: which = "val" or "test"."""
-    rows, origins = [], []
-    for s in series:
-        sp = split(s)
-        for o in sp.val_origins if which == "val" else sp.test_origins:
-            rows.append(Series(s.name, s.dataset, s.freq, s.season_length, s.values[: o + s.horizon]))
-            origins.append(o)
-    batch = make_batch(rows, origins, [context_length] * len(rows), context_length, max_horizon)
-    return EvalWindows(rows, origins, batch)
+VALIDATION_GROUPS = ("M3/monthly", "M1/monthly", "M3/quarterly", "M3/yearly")
+
+
+def validation_windows(series: list[Series]) -> Windows:
+    """The last horizon of each M1 / M3 training part, forecast from what precedes it."""
+    rows = [
+        s for s in series if f"{s.dataset}/{s.freq}" in VALIDATION_GROUPS and len(fit_part(s)) >= MIN_CONTEXT
+    ]
+    return Windows(
+        [s.name for s in rows],
+        [fit_part(s) for s in rows],
+        [s.values[len(fit_part(s)) :] for s in rows],
+        [s.season_length for s in rows],
+        [f"{s.dataset}/{s.freq}" for s in rows],
+    )

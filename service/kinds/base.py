@@ -76,6 +76,11 @@ class ModelKind(abc.ABC, Generic[PayloadT, ResultT]):
         return artifact.sidecar.block()
 
     # --- the kind's JSON route ---------------------------------------------------------------------------------
+    def request_schema(self, artifact: Artifact | None) -> dict[str, Any]:
+        """The JSON schema of `route.request` in the OpenAPI document. A kind adds the limits of `artifact` (the model
+        its route serves by default, when it is there), so that a body the schema allows is one the model takes."""
+        return self.route.request.model_json_schema(ref_template="#/components/schemas/{model}")
+
     @abc.abstractmethod
     def parse(self, runtime: Runtime[PayloadT, ResultT], body: Any) -> Job[PayloadT]:
         """The validated request body (of `route.request`) as items; per-item preparation happens here, so a bad

@@ -7,9 +7,10 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Response
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from service.dataplane import DataPlane
-from service.errors import InvalidInput, PayloadTooLarge, format_validation_errors
+from service.errors import BodyIncomplete, InvalidInput, PayloadTooLarge, format_validation_errors
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -32,28 +33,38 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed `limit` (declared or counted while reading)."""
     too_large = PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise BodyIncomplete("the connection closed before the request body arrived") from None
     return b"".join(chunks)
 
 
-def parse(body: bytes, model: type[ModelT]) -> ModelT:
-    """JSON then the schema; both kinds of error are one readable 422 line."""
+def json_value(body: bytes) -> Any:
     try:
-        value = json.loads(body)
+        return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
         raise InvalidInput(f"request body is not valid JSON ({detail})") from None
+
+
+def validate(value: Any, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
         raise InvalidInput(format_validation_errors(exc.errors())) from None
+
+
+def parse(body: bytes, model: type[ModelT]) -> ModelT:
+    """JSON then the schema; both kinds of error are one readable 422 line."""
+    return validate(json_value(body), model)
 
 
 def json_response(payload: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -62,9 +73,9 @@ def json_response(payload: Any, status_code: int = 200, headers: dict[str, str] 
     return Response(content, status_code, headers, media_type="application/json")
 
 
-def json_body_schema(model: type[BaseModel]) -> dict[str, Any]:
+def json_body_schema(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
     """`openapi_extra` documenting a body the handler parses itself (so its errors are counted in its call)."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": _ref(model)}}}}
+    return {"requestBody": {"required": required, "content": {"application/json": {"schema": _ref(model)}}}}
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:

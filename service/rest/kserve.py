@@ -10,27 +10,26 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from service import __version__
-from service.rest.common import Plane, authorised, get_plane, read_body
+from service.rest.common import Plane, authorised, get_plane, json_body_schema, read_body
 from service.schemas import openapi_errors
-from service.v2codec import decode_request, encode_response
+from service.v2codec import InferenceRequest, InferenceResponse, decode_request, encode_response
 
 router = APIRouter(tags=["kserve-v2"], dependencies=[Depends(authorised)])
 infer_router = APIRouter(tags=["kserve-v2"])
-ERRORS = openapi_errors(400, 401, 404, 413, 422, 503, 504)
+ERRORS = openapi_errors(401, 404, 503)
+INFER_ERRORS = openapi_errors(400, 401, 404, 413, 422, 503, 504)
 Handler = Callable[..., Awaitable[Any]]
 
 
 @router.get("/v2", name="server_metadata", operation_id="server_metadata")
-async def server_metadata() -> dict[str, Any]:
-    return {
-        "name": "lnserve",
-        "version": __version__,
-        "extensions": ["binary_tensor_data", "model_repository"],
-    }
+@router.get("/v2/", include_in_schema=False)  # the spec's own spelling
+async def server_metadata(plane: Plane) -> dict[str, Any]:
+    return plane.server_metadata()
 
 
-def versioned(router: APIRouter, method: str, path: str, name: str) -> Callable[[Handler], Handler]:
+def versioned(
+    router: APIRouter, method: str, path: str, name: str, **options: Any
+) -> Callable[[Handler], Handler]:
     """Register a handler under `/v2/models/{name}<path>` and `/v2/models/{name}/versions/{version}<path>`."""
 
     def register(handler: Handler) -> Handler:
@@ -45,7 +44,7 @@ def versioned(router: APIRouter, method: str, path: str, name: str) -> Callable[
                 methods=[method],
                 name=operation,
                 operation_id=operation,
-                responses=ERRORS,
+                **({"responses": ERRORS} | options),
             )
         return handler
 
@@ -54,19 +53,7 @@ def versioned(router: APIRouter, method: str, path: str, name: str) -> Callable[
 
 @versioned(router, "GET", "", "model_metadata")
 async def model_metadata(name: str, plane: Plane, version: str | None = None) -> dict[str, Any]:
-    entry = plane.repository.resolve(name, version)
-    inputs, outputs = plane.tensor_specs(name, version)
-    return {
-        "name": name,
-        "versions": [entry.artifact.version],
-        "platform": "onnxruntime_onnx",
-        "inputs": [spec.metadata() for spec in inputs],
-        "outputs": [spec.metadata() for spec in outputs],
-        "artifact": entry.name,
-        "kind": entry.kind.name,
-        "ready": entry.ready,
-        **entry.kind.describe(entry.artifact),
-    }
+    return plane.model_metadata(name, version)
 
 
 @versioned(router, "GET", "/ready", "model_ready")
@@ -76,19 +63,30 @@ async def model_ready(name: str, plane: Plane, version: str | None = None) -> di
     return {"name": name, "ready": True}
 
 
-@versioned(infer_router, "POST", "/infer", "model_infer")
+@versioned(
+    infer_router,
+    "POST",
+    "/infer",
+    "model_infer",
+    response_class=Response,
+    responses={
+        200: {
+            "model": InferenceResponse,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "JSON; or JSON then binary outputs (`Inference-Header-Content-Length`) when asked for",
+        },
+        **INFER_ERRORS,
+    },
+    openapi_extra=json_body_schema(InferenceRequest),
+)
 async def infer(name: str, request: Request, version: str | None = None) -> Response:
     plane = await get_plane(request)
     async with plane.call("kserve_infer", request.headers.get("authorization"), name) as call:
         raw = await read_body(request, plane.settings.max_body_bytes)
         body, tensors = decode_request(raw, request.headers.get("inference-header-content-length"))
         requested = [output.name for output in body.outputs] if body.outputs else None
-        values = await plane.infer_tensors(call, name, version, tensors, body.parameters, requested)
-        _, outputs = plane.tensor_specs(name, version)
-        datatypes = {spec.name: spec.datatype for spec in outputs}
-        version_ = plane.repository.resolve(name, version).artifact.version
-        content, headers = encode_response(
-            body, name, version_, {k: (datatypes[k], v) for k, v in values.items()}
-        )
+        outputs = await plane.infer_tensors(call, name, version, tensors, body.parameters, requested)
+        assert call.served is not None  # set when the model resolved
+        content, headers = encode_response(body, name, call.served.version, outputs)
     media_type = "application/json" if not headers else "application/octet-stream"
     return Response(content, media_type=media_type, headers=headers)

@@ -1,45 +1,79 @@
-"""The one pure-ASGI middleware: a request id on every response and log line, and one access log line.
+"""The one pure-ASGI middleware, outermost in the app: the request id, the host check, the access log line, and the
+last word on crashes.
+
+A crash (an exception no handler turned into a response) is answered here with the JSON 500, and the exception
+goes no further: Starlette's `ServerErrorMiddleware` would re-raise it after its own 500 and uvicorn would then drop
+the keep-alive connection without `Connection: close`, so the client's next request on it would fail.
 
 Authorisation, body limits and request metrics belong to the data plane (the same for every protocol), not here.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import logging
+import re
 import time
 import uuid
+from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.logging import request_id_var
 
 log = logging.getLogger("service.access")
+crash_log = logging.getLogger("service.app")
 HEADER = b"x-request-id"
+SANE_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # anything else is replaced (logs, headers)
+
+
+def request_id(scope: Scope) -> str:
+    given = next((value for key, value in scope["headers"] if key == HEADER), None)
+    return given.decode("ascii") if given and SANE_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def host_matcher(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    """None when every host is allowed (`*`); else a pattern of the allowed names (`*.example.com` as in
+    Starlette's `TrustedHostMiddleware`: the subdomains)."""
+    patterns = [p.lower() for p in patterns]
+    if "*" in patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str] = ("*",)) -> None:
         self.app = app
+        self.hosts = host_matcher(allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = next((value for key, value in scope["headers"] if key == HEADER), None)
-        request_id = given.decode("latin-1") if given else uuid.uuid4().hex
-        token = request_id_var.set(request_id)
+        rid = request_id(scope)
+        token = request_id_var.set(rid)
         started = time.perf_counter()
-        status = 500
+        status = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (HEADER, request_id.encode("latin-1"))]
+                message["headers"] = [*message.get("headers", []), (HEADER, rid.encode("ascii"))]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            host = self._refused_host(scope)
+            if host is not None:
+                await _error(send_with_id, 400, f"host {host!r} is not served here")
+            else:
+                await self.app(scope, receive, send_with_id)
+        except Exception:
+            crash_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if status:
+                raise  # half a response is out: only closing the connection can end it
+            await _error(send_with_id, 500, "internal server error")
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             log.info(
@@ -56,3 +90,18 @@ class RequestIdMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+    def _refused_host(self, scope: Scope) -> str | None:
+        if self.hosts is None:
+            return None
+        given = next((value for key, value in scope["headers"] if key == b"host"), b"")
+        host = given.decode("latin-1").lower()
+        host = host[: host.find("]") + 1] if host.startswith("[") else host.split(":", 1)[0]  # no port
+        return None if self.hosts.fullmatch(host) else host
+
+
+async def _error(send: Send, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

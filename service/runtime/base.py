@@ -13,16 +13,20 @@ from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 from pydantic import BaseModel, ValidationError
 
 from models.sidecar import DIAGNOSTIC, FAST, FileEntry, Sidecar
 from service.errors import LnserveError
-from service.runtime.providers import CUDA, select_providers, session_options
+from service.runtime.precision import FP16_TOLERANCE, Fp16Unavailable, relative_error, to_fp16
+from service.runtime.providers import select_providers
+from service.runtime.sessions import Model, Session, graph_batch_sizes, open_session
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,7 @@ class Artifact:
 
     folder: Path
     sidecar: Sidecar
+    created: int = 0  # the sidecar's mtime when it was read (the folder may move away later)
 
     @property
     def name(self) -> str:
@@ -75,10 +80,28 @@ class Artifact:
         return self.folder / entry.path
 
 
+Precision = Literal["fp32", "fp16"]
+
+
 @dataclass(frozen=True)
 class RuntimeOptions:
     providers: str = "auto"
     intra_op_threads: int = 0
+    precision: Precision = "fp32"
+    """Of the fast graph; the diagnostic graph always runs in fp32 (its statistics, max |x| first, would overflow
+    float16 exactly when they matter)."""
+    cuda_graphs: bool = True
+    device_id: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RuntimeOptions:
+        return cls(
+            settings.providers,
+            settings.intra_op_threads,
+            settings.precision,
+            settings.cuda_graphs,
+            settings.cuda_device_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -93,27 +116,6 @@ Outcome = Prediction[ResultT] | LnserveError
 """What a runtime gives back for one item: its prediction, or the error of that item alone."""
 
 
-class Session:
-    """An `InferenceSession` plus its output names; IO binding when it runs on CUDA."""
-
-    def __init__(self, path: Path, providers: list[str], intra_op_threads: int) -> None:
-        self.session = ort.InferenceSession(str(path), session_options(intra_op_threads), providers=providers)
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        self.on_cuda = CUDA in self.session.get_providers()
-
-    def run(self, feeds: dict[str, np.ndarray], outputs: Sequence[str]) -> list[np.ndarray]:
-        if not self.on_cuda:
-            return list(self.session.run(list(outputs), feeds))
-        binding = self.session.io_binding()
-        for name, value in feeds.items():
-            binding.bind_cpu_input(name, np.ascontiguousarray(value))
-        for name in outputs:
-            binding.bind_output(name)
-        self.session.run_with_iobinding(binding)
-        return list(binding.copy_outputs_to_cpu())
-
-
 class Runtime(abc.ABC, Generic[ItemT, ResultT]):
     """Loads one artifact's fast and diagnostic sessions and runs batches of prepared items (off the event loop)."""
 
@@ -121,6 +123,8 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
         self.artifact = artifact
         self.options = options
         self.sessions: dict[str, Session] = {}
+        self.precision: Precision = options.precision  # what the fast graph runs in, once loaded
+        self.fp16_error: float | None = None  # its parity with fp32 (`precision.relative_error`), when fp16
 
     @property
     def name(self) -> str:
@@ -129,17 +133,59 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
     def load(self) -> None:
         self.prepare()
         providers = select_providers(self.options.providers)
+        self.precision = self.options.precision
+        fast: Model = self.artifact.file(FAST)
+        if self.precision == "fp16":
+            try:
+                fast = to_fp16(self.artifact.file(FAST))
+            except Fp16Unavailable as exc:  # serve, in fp32, rather than refuse the model
+                log.warning("%s: %s; serving fp32", self.name, exc, extra={"model": self.name})
+                self.precision = "fp32"
         # Building a session of a large unrolled graph takes seconds, mostly outside the GIL: build both at once.
         with ThreadPoolExecutor(max_workers=2) as pool:
             built = pool.map(
-                lambda graph: Session(self.artifact.file(graph), providers, self.options.intra_op_threads),
-                (FAST, DIAGNOSTIC),
+                lambda graph: self._open(graph, providers, fp16=isinstance(graph, bytes)),
+                (fast, self.artifact.file(DIAGNOSTIC)),
             )
             self.sessions = dict(zip((FAST, DIAGNOSTIC), built, strict=True))
         self._check_io()
+        if self.precision == "fp16":
+            self._check_fp16(providers)
+        running = self.sessions[FAST].session.get_providers()[0]
         log.info(
-            "loaded %s on %s", self.name, providers[0], extra={"model": self.name, "providers": providers}
+            "loaded %s on %s (%s)",
+            self.name,
+            running,
+            self.precision,
+            extra={"model": self.name, "providers": providers},
         )
+
+    def _open(self, model: Model, providers: list[str], fp16: bool) -> Session:
+        """A session of the fast graph (CUDA graphs when enabled) or of the diagnostic one (never captured: it runs
+        for sampled batches only)."""
+        options = self.options
+        graphs = options.cuda_graphs and model != self.artifact.file(DIAGNOSTIC)
+        return open_session(model, providers, options.intra_op_threads, options.device_id, graphs, fp16)
+
+    def _check_fp16(self, providers: list[str]) -> None:
+        """Keep the fp16 fast graph only if it answers the warm-up batches as the fp32 diagnostic graph does."""
+        fast, reference = self.sessions[FAST], self.sessions[DIAGNOSTIC]
+        error = self.fp16_error = max(
+            relative_error(reference.run(feeds, fast.output_names), fast.run(feeds, fast.output_names))
+            for feeds in (self.feeds(items) for batch in (1, 8) for items in self.warmup_batches(batch))
+        )
+        if error <= FP16_TOLERANCE:
+            log.info("%s: fp16 graph within %.1e of fp32", self.name, error, extra={"model": self.name})
+            return
+        log.warning(
+            "%s: the fp16 graph differs from fp32 by %.1e (tolerance %.0e); serving fp32",
+            self.name,
+            error,
+            FP16_TOLERANCE,
+            extra={"model": self.name},
+        )
+        self.sessions[FAST] = self._open(self.artifact.file(FAST), providers, fp16=False)
+        self.precision = "fp32"
 
     def _check_io(self) -> None:
         declared = sorted(tensor.name for tensor in self.artifact.sidecar.onnx.inputs)
@@ -152,8 +198,17 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
             raise ArtifactError("the diagnostic graph has no 'activations' output")
 
     def warmup(self, batch_sizes: Sequence[int]) -> float:
-        """Run every batch size and shape bucket once on both graphs, so first requests do not pay for allocation."""
+        """Run every batch size and shape bucket once on both graphs, so first requests do not pay for allocation;
+        on CUDA, first capture the fast graph of every shape bucket at every captured batch size."""
         start = time.perf_counter()
+        fast = self.sessions[FAST]
+        if fast.captures_graphs:
+            captured = [
+                fast.capture(self.feeds(items))
+                for batch in graph_batch_sizes(max(batch_sizes))
+                for items in self.warmup_batches(batch)
+            ]
+            log.info("%s: %d of %d CUDA graphs captured", self.name, sum(captured), len(captured))
         for batch in batch_sizes:
             for items in self.warmup_batches(batch):
                 for diagnostic in (False, True):

@@ -1,4 +1,5 @@
-"""ONNX Runtime provider and session-option choice: CUDA only when this ORT build can use it, else CPU."""
+"""ONNX Runtime provider and session-option choice: CUDA only when this ORT build can use it, else CPU; the CUDA
+provider's options."""
 
 from __future__ import annotations
 
@@ -54,11 +55,11 @@ def select_providers(setting: str) -> list[str]:
             "providers %s are not available in this ONNX Runtime build; using %s", missing, chosen or [CPU]
         )
     if CUDA in chosen:
-        _preload_cuda_dlls()
+        preload_cuda_dlls()
     return chosen or [CPU]
 
 
-def _preload_cuda_dlls() -> None:
+def preload_cuda_dlls() -> None:
     """onnxruntime-gpu finds the CUDA/cuDNN libraries of the pip wheels only after this call."""
     global _dlls_preloaded
     if not _dlls_preloaded and hasattr(ort, "preload_dlls"):
@@ -66,12 +67,14 @@ def _preload_cuda_dlls() -> None:
         _dlls_preloaded = True
 
 
-def session_options(intra_op_threads: int) -> ort.SessionOptions:
+def session_options(intra_op_threads: int, on_cuda: bool = False) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # One batch per model runs at a time, so a session may use the machine's cores; more threads than cores spin.
-    options.intra_op_num_threads = intra_op_threads or min(os.cpu_count() or 1, 8)
+    # On CUDA the kernels run on the GPU and the pool only serves the few shape nodes left on the CPU: one thread,
+    # or every captured graph's session would keep a pool of spinning threads.
+    options.intra_op_num_threads = intra_op_threads or (1 if on_cuda else min(os.cpu_count() or 1, 8))
     options.inter_op_num_threads = 1
     # ORT's memory-reuse planner is super-linear in the node count: the unrolled LSTM (~4.5k nodes) took 7-18 s per
     # session with it and 0.4 s without; the chatbot's latency is the same either way (0.10 ms, batch 1).
@@ -79,4 +82,33 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
     options.log_severity_level = (
         3  # ORT's own warnings (e.g. unused initialisers) are not the operator's concern
     )
+    return options
+
+
+def cuda_options(device_id: int, *, cuda_graph: bool, fp16: bool) -> dict[str, str]:
+    """The CUDA provider's options for one session (names as ORT's `cuda_execution_provider_info.cc` parses them).
+
+    - `arena_extend_strategy=kSameAsRequested`: the arena grows by what a run asks for, not to the next power of
+      two; a model runs a handful of fixed shapes, and a service holds one session per captured shape.
+    - `do_copy_in_default_stream=1`: input and output copies run on the compute stream, ordered with the kernels
+      (ORT's default, stated because separate copy streams can race, ORT issue 4829).
+    - `use_tf32=0`: the fp32 graph computes in fp32, so it matches the CPU provider and PyTorch (which keeps TF32 off
+      for matrix products by default); speed comes from the fp16 graph instead.
+    - `cudnn_conv_algo_search=EXHAUSTIVE`: cuDNN's convolution algorithms are benchmarked once per input shape and
+      the fastest kept; served shapes are bucketed, so the search runs a few times per model. It concerns Conv
+      nodes only (the bundled graphs have none, so it costs them nothing).
+    - `enable_cuda_graph=1` for a session of one fixed shape: ORT captures its kernels once and replays them.
+    - `enable_skip_layer_norm_strict_mode=1` in fp16: ORT's fused add + LayerNorm then accumulates in fp32.
+    """
+    options = {
+        "device_id": str(device_id),
+        "arena_extend_strategy": "kSameAsRequested",
+        "do_copy_in_default_stream": "1",
+        "use_tf32": "0",
+        "cudnn_conv_algo_search": "EXHAUSTIVE",
+    }
+    if cuda_graph:
+        options["enable_cuda_graph"] = "1"
+    if fp16:
+        options["enable_skip_layer_norm_strict_mode"] = "1"
     return options

@@ -15,6 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from service.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 KUSTOMIZATIONS = ["base", "overlays/gpu", "overlays/pending-requests"]
@@ -128,12 +130,19 @@ def test_deployment_probes_security_and_graceful_shutdown(rendered: dict[str, An
     spec = rendered["base"]["Deployment"]["spec"]["template"]["spec"]
     c = container(rendered["base"])
     assert c["image"] == "lnserve:cpu"
-    assert c["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert c["ports"] == [
+        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8001, "protocol": "TCP"},
+    ]
+    assert env(c)["LNSERVE_GRPC_PORT"] == "8001"
+    assert {p["name"]: p["targetPort"] for p in rendered["base"]["Service"]["spec"]["ports"]} == {
+        "http": "http",
+        "grpc": "grpc",
+    }
     assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    # A broken artifact must never restart the pod: only readiness waits for models.
     assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
-    startup = c["startupProbe"]
-    assert startup["httpGet"]["path"] == "/v2/health/ready"
-    assert startup["periodSeconds"] * startup["failureThreshold"] >= 120
+    assert c["startupProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
     assert c["securityContext"] == {
         "allowPrivilegeEscalation": False,
@@ -148,6 +157,11 @@ def test_deployment_probes_security_and_graceful_shutdown(rendered: dict[str, An
     # The pod gets SIGTERM after the preStop sleep; it must outlive that plus the service's graceful drain.
     pre_stop = int(c["lifecycle"]["preStop"]["exec"]["command"][1])
     assert spec["terminationGracePeriodSeconds"] > pre_stop + float(env(c)["LNSERVE_GRACEFUL_TIMEOUT_S"])
+
+
+def test_the_deployment_samples_activations_at_the_measured_default(rendered: dict[str, Any]) -> None:
+    default = Settings.model_fields["activation_sample_rate"].default
+    assert float(env(container(rendered["base"]))["LNSERVE_ACTIVATION_SAMPLE_RATE"]) == default == 0.005
 
 
 def test_gpu_overlay_requests_a_gpu_and_uses_the_gpu_image(rendered: dict[str, Any]) -> None:
@@ -312,5 +326,8 @@ def test_image_requirements_pick_one_onnxruntime_and_no_training_packages(target
         check=True,
     ).stdout.split()
     assert [line for line in out if line.startswith("onnxruntime")] == [ort]
-    assert not {"torch", "onnx", "scikit-learn", "pytest"} & {re.split(r"[<>=\[;]", line)[0] for line in out}
+    names = {re.split(r"[<>=\[;]", line)[0] for line in out}
+    assert not {"torch", "scikit-learn", "pytest"} & names
+    # onnx converts the fast graph to float16 at load and nvidia-ml-py reads the GPU: the gpu image only
+    assert ({"onnx", "nvidia-ml-py"} <= names) == (target == "gpu") and ("onnx" in names) == (target == "gpu")
     assert any(line.startswith("fastapi") for line in out)

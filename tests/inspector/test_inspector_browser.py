@@ -34,15 +34,6 @@ def settings(**overrides: object) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    why = ensure_chromium()
-    if why is not None:
-        pytest.skip(f"no chromium for the browser tests: {why}")
-    with chromium() as instance:
-        yield instance
-
-
-@pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     with serve_in_thread(settings()) as base:
         yield base

@@ -45,7 +45,7 @@ def test_sidecar_checksums_and_sizes_match_the_files(meta: dict) -> None:
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]
         assert len(data) == entry["bytes"]
         total += len(data)
-    assert total <= 2 * 1024 * 1024
+    assert total <= 4 * 1024 * 1024  # both graphs together (issue 11)
 
 
 def test_sidecar_declares_the_forecaster_contract(meta: dict) -> None:
@@ -59,8 +59,11 @@ def test_sidecar_declares_the_forecaster_contract(meta: dict) -> None:
     assert [layer["index"] for layer in meta["layers"]] == list(range(len(names)))
     assert set(meta["reference_activations"]) == set(names)
     assert all(set(v) == set(meta["statistics"]) for v in meta["reference_activations"].values())
-    evaluation = meta["training"]["evaluation"]["test"]["models"]
-    assert set(evaluation) == {"forecaster", "naive", "seasonal_naive", "auto_ets", "auto_arima"}
+    assert block["min_length"] == 8 and block["features"] == "models.forecaster.features"
+    assert len(block["lookbacks"]) == meta["config"]["ensemble_members"] == len(meta["training"]["members"])
+    assert max(block["lookbacks"]) <= block["context_length"]
+    validation = meta["training"]["validation"]
+    assert {"M3/monthly", "M1/monthly", "M3/quarterly"} <= set(validation)
 
 
 def test_graphs_match_the_declared_inputs_and_outputs(meta: dict, sessions: dict) -> None:
@@ -90,8 +93,9 @@ def test_committed_model_is_scale_equivariant_monotone_and_handles_edge_cases(
     q1000 = _forecast(meta, fast, [1000 * s for s in series], [12, 1, 1])
     np.testing.assert_allclose(q1000, 1000 * q, rtol=1e-4)
     assert np.isfinite(q).all() and (np.diff(q, axis=-1) >= 0).all()
-    np.testing.assert_allclose(q[1], 42.0, rtol=0.01)  # a constant stays (nearly) constant
     median = meta["forecaster"]["quantiles"].index(0.5)
+    np.testing.assert_allclose(q[1, :, median], 42.0, rtol=0.005)  # a constant stays (nearly) constant
+    np.testing.assert_allclose(q[1], 42.0, rtol=0.05)  # within a narrow band
     np.testing.assert_allclose(q[0, :12, median], seasonal[-12:] + 36, rtol=0.1)  # follows the season
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from models.forecaster.export import export_onnx  # noqa: E402
-from models.forecaster.features import make_inputs, to_original_units  # noqa: E402
+from models.forecaster.features import INPUT_NAMES, make_inputs, to_original_units  # noqa: E402
 from models.forecaster.model import Forecaster, ForecasterConfig, ForecasterEnsemble  # noqa: E402
 from service.runtime.providers import session_options  # noqa: E402
 
@@ -21,9 +22,14 @@ CONTEXT, HORIZON = 12, 6
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[ForecasterEnsemble, Path]:
+    """Two members with different lookbacks (12 and 8 of the 12 context steps), as the shipped ensemble."""
     torch.manual_seed(0)
-    cfg = ForecasterConfig(context_length=CONTEXT, max_horizon=HORIZON, hidden=8, quantiles=[0.1, 0.5, 0.9])
-    model = ForecasterEnsemble([Forecaster(cfg), Forecaster(cfg)]).eval()
+    cfg = ForecasterConfig(
+        context_length=CONTEXT, lookback=CONTEXT, max_horizon=HORIZON, hidden=8, quantiles=[0.1, 0.5, 0.9]
+    )
+    members = [Forecaster(cfg), Forecaster(replace(cfg, lookback=8))]
+    # non-zero Theta weights, so the exported combination is covered by the parity test
+    model = ForecasterEnsemble(members, theta_weights=[0.0, 0.2, 0.4, 0.0]).eval()
     with torch.no_grad():  # a trained-looking head, so the quantiles are not all equal to the anchor
         for m in model.members:
             m.head[-1].weight.normal_(0, 0.3)
@@ -67,7 +73,7 @@ def test_onnx_runtime_matches_pytorch_for_quantiles_and_every_statistic(tiny: tu
     feeds, _ = make_inputs(_series(), [12, 1, 1], CONTEXT, HORIZON)
     q_ort, acts_ort = _session(folder, True).run(None, feeds)
     with torch.no_grad():
-        q, acts = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}, return_activations=True)
+        q, acts = model(*(torch.from_numpy(feeds[k]) for k in INPUT_NAMES), return_activations=True)
     assert acts_ort.shape == (3, len(model.layer_names), 5) == tuple(acts.shape)
     np.testing.assert_allclose(q_ort, q.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(acts_ort, acts.numpy(), rtol=1e-4, atol=1e-5)
@@ -84,9 +90,9 @@ def test_forecast_of_1000_times_a_series_is_1000_times_the_forecast(tiny: tuple)
 
 def test_constant_series_gives_a_finite_flat_forecast(tiny: tuple) -> None:
     _, folder = tiny
-    q = _forecast(folder, [np.full(30, 7.0), np.zeros(5)], [12, 1])
+    q = _forecast(folder, [np.full(30, 7.0), np.zeros(8)], [12, 1])
     assert np.isfinite(q).all()
-    np.testing.assert_allclose(q[0], 7.0, rtol=0.02)
+    np.testing.assert_allclose(q[0], 7.0, rtol=0.02)  # d is floored at 0.1% per step: the band stays narrow
     np.testing.assert_allclose(q[1], 0.0, atol=0.05)
 
 
@@ -94,6 +100,7 @@ def test_eight_point_series_works_and_quantiles_are_monotone(tiny: tuple) -> Non
     _, folder = tiny
     rng = np.random.default_rng(0)
     series = [np.arange(1.0, 9.0)] + [rng.lognormal(size=n) for n in (3, 8, 20, 40)]
+    series[2] = series[2] - 1.5  # negative values take the shifted path
     q = _forecast(folder, series, [1, 1, 4, 7, 12])
     assert q.shape == (5, HORIZON, 3)
     assert np.isfinite(q).all()
@@ -110,3 +117,18 @@ def test_statistics_of_a_row_do_not_depend_on_its_batch(tiny: tuple) -> None:
     single = session.run(None, alone)
     np.testing.assert_allclose(single[0][0], batched[0][1], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(single[1][0], batched[1][1], rtol=1e-5, atol=1e-6)
+
+
+def test_theta_weight_one_puts_the_median_on_the_theta_forecast(tiny: tuple) -> None:
+    model, _ = tiny
+    feeds, _ = make_inputs(_series(), [12, 1, 4], CONTEXT, HORIZON)
+    inputs = [torch.from_numpy(feeds[k]) for k in INPUT_NAMES]
+    full = ForecasterEnsemble(list(model.members), theta_weights=[1.0, 1.0, 1.0, 1.0]).eval()
+    none = ForecasterEnsemble(list(model.members)).eval()
+    with torch.no_grad():
+        q_full, _ = full(*inputs)
+        q_none, _ = none(*inputs)
+    np.testing.assert_allclose(q_full[..., 1].numpy(), feeds["anchor"], atol=1e-6)  # the median (0.5)
+    np.testing.assert_allclose(  # the band keeps its shape around the new median
+        (q_full - q_full[..., 1:2]).numpy(), (q_none - q_none[..., 1:2]).numpy(), atol=1e-6
+    )

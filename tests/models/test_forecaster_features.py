@@ -1,4 +1,4 @@
-"""The numpy-only input builder shared by training and the service."""
+"""The numpy-only input builder shared by training and the service, and its classical (Theta) component."""
 
 from __future__ import annotations
 
@@ -8,7 +8,20 @@ import sys
 import numpy as np
 import pytest
 
-from models.forecaster.features import INPUT_NAMES, make_inputs, to_original_units
+from models.forecaster.classical import ALPHAS, decompose, seasonality_test, ses
+from models.forecaster.features import (
+    INPUT_NAMES,
+    N_STATIC,
+    make_inputs,
+    to_model_units,
+    to_original_units,
+)
+
+
+def _seasonal(n: int = 96, m: int = 12, trend: float = 1.0) -> np.ndarray:
+    t = np.arange(n)
+    pattern = 1 + 0.3 * np.sin(2 * np.pi * np.arange(m) / m)
+    return (200 + trend * t) * pattern[t % m]
 
 
 def test_features_module_imports_neither_torch_nor_pandas() -> None:
@@ -17,44 +30,87 @@ def test_features_module_imports_neither_torch_nor_pandas() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_short_series_is_left_padded_and_scaled_by_mean_abs() -> None:
-    feeds, scales = make_inputs([np.array([2.0, 4.0, 6.0])], [1], context_length=5, max_horizon=3)
+def test_feeds_have_the_declared_names_shapes_and_left_padding() -> None:
+    feeds, scales = make_inputs(
+        [np.arange(1.0, 11.0), _seasonal()], [1, 12], context_length=16, max_horizon=6
+    )
     assert list(feeds) == list(INPUT_NAMES)
     assert all(v.dtype == np.float32 for v in feeds.values())
-    assert scales.tolist() == [4.0]
-    np.testing.assert_array_equal(feeds["context"], [[0, 0, 0.5, 1.0, 1.5]])
-    np.testing.assert_array_equal(feeds["mask"], [[0, 0, 1, 1, 1]])
-    np.testing.assert_array_equal(feeds["seasonal_lag"], [[0, 0, 0.5, 0.5, 1.0]])
-    np.testing.assert_array_equal(feeds["anchor"], [[1.5, 1.5, 1.5]])
+    assert feeds["context"].shape == feeds["mask"].shape == feeds["seasonal"].shape == (2, 16)
+    assert feeds["anchor"].shape == (2, 6) and feeds["static"].shape == (2, N_STATIC)
+    assert scales.shape == (2, 2 + 6)
+    np.testing.assert_array_equal(feeds["mask"][0], [0] * 6 + [1] * 10)
+    assert not feeds["context"][0, :6].any() and not feeds["seasonal"][0, :6].any()
 
 
-def test_long_series_is_truncated_to_the_latest_context_with_seasonal_lag_and_anchor() -> None:
-    series = np.arange(1.0, 21.0)  # 1..20
-    feeds, scales = make_inputs([series], [4], context_length=8, max_horizon=6)
-    window = np.arange(13.0, 21.0)
-    assert scales[0] == pytest.approx(window.mean())
-    np.testing.assert_allclose(feeds["context"][0] * scales[0], window, rtol=1e-6)
-    # inside the window the first season has no value a season back: its lag is the value itself
+def test_inputs_are_scale_free_and_the_inverse_scales_back() -> None:
+    series = [_seasonal(), np.abs(np.random.default_rng(0).normal(5, 2, 30))]
+    feeds, scales = make_inputs(series, [12, 1], 24, 12)
+    feeds_k, scales_k = make_inputs([1000 * s for s in series], [12, 1], 24, 12)
+    for name in INPUT_NAMES:
+        np.testing.assert_allclose(feeds_k[name], feeds[name], atol=1e-5)
+    q = np.random.default_rng(1).normal(0, 0.1, (2, 12, 3))
+    np.testing.assert_allclose(to_original_units(q, scales_k), 1000 * to_original_units(q, scales), rtol=1e-9)
+
+
+def test_a_multiplicative_seasonal_series_is_recognised_and_its_anchor_continues_it() -> None:
+    x = _seasonal(n=120, trend=0.0)
+    feeds, scales = make_inputs([x[:96]], [12], context_length=24, max_horizon=24)
+    assert feeds["static"][0, 4] == 1.0  # the seasonality test passed
+    assert np.abs(feeds["context"]).max() < 1e-6  # level x season explains every value: log residual 0
+    theta = to_original_units(feeds["anchor"][:, :, None], scales)[0, :, 0]
+    np.testing.assert_allclose(theta, x[96:], rtol=1e-6)
+
+
+def test_white_noise_is_not_seasonal_and_a_short_series_is_never() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(10, 1, (2, 60))
+    mask = np.ones_like(x)
+    assert not seasonality_test(x, mask, 12).any()
+    short = np.tile(_seasonal(n=20)[None], (1, 1))
+    assert not seasonality_test(short, np.ones_like(short), 12).any()  # fewer than 2 seasons
+
+
+def test_ses_on_padded_rows_equals_the_recursion_on_the_real_values() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.lognormal(size=(2, 30))
+    mask = np.ones_like(y)
+    mask[1, :12] = 0.0
+    level, alpha = ses(y, mask)
+    for row, start in ((0, 0), (1, 12)):
+        values = y[row, start:]
+        best = (np.inf, 0.0, 0.0)
+        for a in ALPHAS:
+            lev, sse = values[0], 0.0
+            for v in values[1:]:
+                sse += (v - lev) ** 2
+                lev += a * (v - lev)
+            best = min(best, (sse, lev, a))
+        assert level[row] == pytest.approx(best[1]) and alpha[row] == best[2]
+
+
+def test_theta_of_a_straight_line_is_half_its_slope_above_the_smoothed_level() -> None:
+    y = 100 + 2.0 * np.arange(40.0)
+    dec = decompose(y[None], np.ones((1, 40)), np.array([1]))
+    assert dec.slope[0] == pytest.approx(2.0)
+    theta = dec.theta(3)[0]
+    np.testing.assert_allclose(np.diff(theta), 1.0)  # half the slope per step
+
+
+def test_non_positive_series_are_shifted_and_round_trip() -> None:
+    series = [np.array([-3.0, 0.0, 2.0, 5.0, -1.0, 4.0, 0.0, 3.0]), np.zeros(8)]
+    feeds, scales = make_inputs(series, [1, 1], context_length=8, max_horizon=4)
+    assert all(np.isfinite(v).all() for v in feeds.values())
+    assert scales[0, 1] > 3.0 and scales[1, 1] == 1.0  # shift c = -min + mean|x| (1 for an all-zero row)
+    assert feeds["static"][:, 8].tolist() == [1.0, 1.0]
+    y = np.array([[1.0, -2.0, 0.0, 7.0], [0.0, 0.5, -0.5, 0.0]])
     np.testing.assert_allclose(
-        feeds["seasonal_lag"][0] * scales[0], [13, 14, 15, 16, 13, 14, 15, 16], rtol=1e-6
+        to_original_units(to_model_units(y, scales)[..., None], scales)[..., 0], y, atol=1e-9
     )
-    np.testing.assert_allclose(feeds["anchor"][0] * scales[0], [17, 18, 19, 20, 17, 18], rtol=1e-6)
 
 
-def test_season_longer_than_the_series_falls_back_to_the_last_value() -> None:
-    feeds, _ = make_inputs([np.array([1.0, 2.0, 3.0])], [12], context_length=6, max_horizon=2)
-    np.testing.assert_allclose(feeds["anchor"], [[1.5, 1.5]])
-
-
-def test_zero_series_gets_unit_scale_and_rejects_non_finite_values() -> None:
-    _, scales = make_inputs([np.zeros(4)], [1], context_length=4)
-    assert scales.tolist() == [1.0]
+def test_constant_series_gives_a_flat_anchor_and_non_finite_values_are_refused() -> None:
+    feeds, scales = make_inputs([np.full(30, 42.0)], [12], context_length=12, max_horizon=6)
+    np.testing.assert_allclose(to_original_units(feeds["anchor"][:, :, None], scales)[0, :, 0], 42.0)
     with pytest.raises(ValueError, match="finite"):
         make_inputs([np.array([1.0, np.nan])], [1], context_length=4)
-
-
-def test_to_original_units_multiplies_each_row_by_its_scale() -> None:
-    q = np.ones((2, 3, 2), dtype=np.float32)
-    out = to_original_units(q, np.array([2.0, 10.0]))
-    assert out.dtype == np.float64
-    assert out[0].max() == 2.0 and out[1].min() == 10.0

@@ -15,6 +15,7 @@ SERVER_ENV = {
     "LNSERVE_MAX_QUEUE_DELAY_US": "2000",
     "LNSERVE_ACTIVATION_SAMPLE_RATE": "0",  # the live aggregates then hold exactly what the tests asked for
     "LNSERVE_LOG_FORMAT": "json",
+    "LNSERVE_STRICT_READINESS": "true",  # ready = every bundled model, as the tests use them all
 }
 
 

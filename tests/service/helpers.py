@@ -16,8 +16,10 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from service.app import create_app
+from service.server import uvicorn_config
 from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,23 +41,39 @@ def wait_until(
     allow_failed: frozenset[str] = frozenset(),
     headers: dict[str, str] | None = None,
 ) -> None:
-    """Poll `url` until it answers 200; fail at once when the server died or refused a model it should serve."""
+    """Poll `url` until it answers 200 and no model is still loading; fail at once when the server died or refused
+    a model it should serve."""
     base = url.split("/v", 1)[0]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode} before {url} was ready")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
+            ready = httpx.get(url, timeout=2.0).status_code == 200
             models = httpx.get(base + "/v1/models", timeout=2.0, headers=headers).json()["data"]
             failed = {
                 m["id"]: m["error"] for m in models if m["state"] == "failed" and m["id"] not in allow_failed
             }
             if failed:
                 raise RuntimeError(f"the server refused models: {failed}")
+            if ready and all(m["state"] != "loading" for m in models):
+                return
         time.sleep(0.1)
     raise TimeoutError(f"{url} not ready within {timeout_s} s")
+
+
+def add_version(models: Path, name: str, version: str, source: str, kind: str = "chatbot") -> Path:
+    """`models/<kind>/artifacts/<name>/<version>/`: the graphs of the bundled artifact `source` (symlinked) and its
+    sidecar, renamed to `name`."""
+    folder = models / kind / "artifacts" / name / version
+    folder.mkdir(parents=True)
+    origin = MODELS / kind / "artifacts" / source
+    sidecar = json.loads((origin / "sidecar.json").read_text())
+    sidecar["name"] = name
+    for graph in ("fast.onnx", "diagnostic.onnx"):
+        (folder / graph).symlink_to(origin / graph)
+    (folder / "sidecar.json").write_text(json.dumps(sidecar))
+    return folder
 
 
 def default_chatbot() -> str:
@@ -84,14 +102,16 @@ def model_folder(root: Path, chatbots: list[str], forecaster: bool = False, copy
 
 @contextlib.contextmanager
 def serve_in_thread(
-    settings: Settings, ready_path: str = "/v2/health/ready", allow_failed: frozenset[str] = frozenset()
+    settings: Settings,
+    ready_path: str = "/v2/health/ready",
+    allow_failed: frozenset[str] = frozenset(),
+    app: FastAPI | None = None,
 ) -> Iterator[str]:
-    """A real uvicorn server for `create_app(settings)` on a free port; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
-    server = uvicorn.Server(config)
+    """A real uvicorn server for `create_app(settings)` (or `app`) on a free port, configured as `lnserve serve`
+    configures it (connection limits included); yields its base URL."""
+    settings = settings.model_copy(update={"host": "127.0.0.1", "port": free_port()})
+    server = uvicorn.Server(uvicorn_config(settings, app or create_app(settings)))
+    port = settings.port
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"

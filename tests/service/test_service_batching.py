@@ -66,7 +66,7 @@ def test_64_concurrent_requests_of_different_lengths_each_get_their_own_answer(
 
 def _count(metrics: str) -> float:
     for line in metrics.splitlines():
-        if line.startswith('lnserve_batch_size_count{model="chatbot-peri"}'):
+        if line.startswith('lnserve_batch_size_count{model="chatbot-peri",version="1"}'):
             return float(line.split()[-1])
     return 0.0
 
@@ -113,5 +113,6 @@ def test_a_request_past_its_timeout_gets_504_with_a_clear_message(tmp_path: Path
         "error": "model chatbot-peri did not answer within the request timeout of 0.1 s"
     }
     assert (
-        'lnserve_request_failure_total{endpoint="chat",model="chatbot-peri",reason="timeout"} 1.0' in metrics
+        'lnserve_request_failure_total{endpoint="chat",model="chatbot-peri",reason="timeout",version="1"} 1.0'
+        in metrics
     )

@@ -89,7 +89,10 @@ def test_without_deciles_in_the_sidecar_drift_is_the_mean_shift_alone() -> None:
     metrics.registry.register(ActivationCollector(lambda: [monitor]))
     text = generate_latest(metrics.registry).decode()
     assert "lnserve_activation_bin_total{" not in text  # no bins without deciles
-    assert 'lnserve_activation_count_total{layer="embed",model="chatbot-peri",statistic="rms"} 50.0' in text
+    assert (
+        'lnserve_activation_count_total{layer="embed",model="chatbot-peri",statistic="rms",version="1"} 50.0'
+        in text
+    )
 
 
 def test_non_finite_statistics_are_counted_and_kept_out_of_the_sums() -> None:

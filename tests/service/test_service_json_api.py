@@ -96,7 +96,7 @@ def test_forecast_without_quantiles_returns_the_models_levels(client: httpx.Clie
         (
             "/v1/chat",
             {"message": "hi", "return_activations": "maybe"},
-            "return_activations: Input should be a valid boolean, unable to interpret input",
+            "return_activations: Input should be a valid boolean",
         ),
         (
             "/v1/forecast",

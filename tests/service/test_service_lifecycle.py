@@ -22,7 +22,7 @@ def test_a_corrupt_artifact_is_refused_and_the_others_still_serve(
     data = bytearray(onnx.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte
     onnx.write_bytes(bytes(data))
-    settings = Settings(model_dir=models, warmup=False)
+    settings = Settings(model_dir=models, warmup=False, strict_readiness=True)
     with (
         caplog.at_level("ERROR"),
         serve_in_thread(settings, "/v2/models/chatbot-peri/ready", frozenset({"chatbot-pre"})) as base,
@@ -40,8 +40,8 @@ def test_a_corrupt_artifact_is_refused_and_the_others_still_serve(
     assert ready.status_code == 503 and "chatbot-pre (sha256 mismatch" in ready.json()["error"]
     assert model_ready.status_code == 503
     assert listed["chatbot-pre"]["ready"] is False and listed["chatbot-pre"]["state"] == "failed"
-    assert 'lnserve_model_ready{model="chatbot-pre"} 0.0' in metrics
-    assert 'lnserve_model_ready{model="chatbot-peri"} 1.0' in metrics
+    assert 'lnserve_model_ready{model="chatbot-pre",version="1"} 0.0' in metrics
+    assert 'lnserve_model_ready{model="chatbot-peri",version="1"} 1.0' in metrics
     assert any(
         "refusing model chatbot-pre: sha256 mismatch for fast.onnx" in r.getMessage() for r in caplog.records
     )
@@ -63,13 +63,13 @@ def test_an_api_key_guards_inference_but_not_health(tmp_path: Path) -> None:
     assert missing.headers["www-authenticate"] == "Bearer"
     assert wrong.status_code == 401 and good.status_code == 200 and live.status_code == 200
     assert (
-        'lnserve_request_failure_total{endpoint="chat",model="chatbot-peri",reason="unauthorized"} 2.0'
+        'lnserve_request_failure_total{endpoint="chat",model="chatbot-peri",reason="unauthorized",version="1"} 2.0'
         in metrics
     )
 
 
 def wait_for_pending(base: str, model: str, timeout_s: float = 10.0) -> None:
-    line = f'lnserve_pending_requests{{model="{model}"}} 1.0'
+    line = f'lnserve_pending_requests{{model="{model}",version="1"}} 1.0'
     deadline = time.monotonic() + timeout_s
     while line not in httpx.get(base + "/metrics").text:
         assert time.monotonic() < deadline, "the request never reached the batcher"

@@ -57,7 +57,8 @@ def test_the_extra_kind_is_served_over_kserve_v2_with_declared_metadata(tiny_ser
     client = triton.InferenceServerClient(tiny_server.removeprefix("http://"))
     metadata = client.get_model_metadata("tiny-ln")
     assert metadata["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
-    assert [o["name"] for o in metadata["outputs"]] == ["y", "activations"]
+    assert [o["name"] for o in metadata["outputs"]] == ["y"]
+    assert [o["name"] for o in metadata["optional_outputs"]] == ["activations"]
     x = RNG.normal(size=(3, 4)).astype(np.float32)
     tensor = triton.InferInput("x", [3, 4], "FP32")
     tensor.set_data_from_numpy(x)

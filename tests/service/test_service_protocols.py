@@ -34,13 +34,8 @@ def test_v2_health_and_metadata_through_tritonclient(v2: triton.InferenceServerC
         assert v2.is_model_ready(name)
     metadata = v2.get_model_metadata("chatbot")
     assert metadata["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
-    assert [o["name"] for o in metadata["outputs"]] == [
-        "intent",
-        "confidence",
-        "probabilities",
-        "logits",
-        "activations",
-    ]
+    assert [o["name"] for o in metadata["outputs"]] == ["intent", "confidence", "probabilities", "logits"]
+    assert [o["name"] for o in metadata["optional_outputs"]] == ["activations"]
     assert (
         metadata["artifact"] == default_chatbot()
         and len(metadata["labels"]) == metadata["outputs"][2]["shape"][1]
@@ -75,6 +70,33 @@ def test_v2_chatbot_infer_through_tritonclient(
         assert intents[row] == alone["intent"]
         assert confidence[row] == pytest.approx(alone["confidence"], abs=1e-5)
     assert intents[0] == "reset_password"
+
+
+@pytest.mark.parametrize("model", ["chatbot", "forecaster"])
+def test_v2_infer_naming_no_outputs_returns_every_declared_output_to_tritonclient(
+    v2: triton.InferenceServerClient, model: str
+) -> None:
+    """The Open Inference Protocol: no outputs named = every output the metadata declares (a generic loop)."""
+    metadata = v2.get_model_metadata(model)
+    inputs = []
+    for spec in metadata["inputs"]:
+        if spec["datatype"] == "BYTES":
+            data = np.array(["i forgot my password", "hello"], dtype=np.object_)
+        elif spec["name"] == "series":
+            data = (100 + np.arange(48, dtype=np.float32) % 12).reshape(1, 48).repeat(2, axis=0)
+        else:
+            continue  # optional inputs
+        tensor = triton.InferInput(spec["name"], list(data.shape), spec["datatype"])
+        tensor.set_data_from_numpy(data)
+        inputs.append(tensor)
+    result = v2.infer(model, inputs)
+    for output in metadata["outputs"]:
+        array = result.as_numpy(output["name"])
+        assert array is not None, output["name"]
+        assert array.shape[0] == 2 and array.ndim == len(output["shape"])
+    assert result.as_numpy("activations") is None  # opt-in: only when asked for
+    asked = v2.infer(model, inputs, outputs=[triton.InferRequestedOutput("activations")])
+    assert asked.as_numpy("activations").shape == (2, *metadata["optional_outputs"][0]["shape"][1:])
 
 
 def test_v2_chatbot_accepts_n_by_1_text_and_returns_all_outputs_by_default(client: httpx.Client) -> None:
@@ -273,3 +295,73 @@ def test_metrics_pass_promtool(client: httpx.Client) -> None:
     text = client.get("/metrics").text
     checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_openai_n_and_max_tokens_are_implemented(oai: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "i forgot my password"}]
+    whole = oai.chat.completions.create(model="chatbot", messages=messages).choices[0].message.content or ""
+    cut = oai.chat.completions.create(model="chatbot", messages=messages, n=3, max_tokens=4)
+    assert [c.index for c in cut.choices] == [0, 1, 2]
+    assert {c.message.content for c in cut.choices} == {" ".join(whole.split()[:4])}
+    assert {c.finish_reason for c in cut.choices} == {"length"}
+    assert cut.usage is not None and cut.usage.completion_tokens == 3 * 4
+    short = oai.chat.completions.create(model="chatbot", messages=messages, max_completion_tokens=1000)
+    assert short.choices[0].message.content == whole and short.choices[0].finish_reason == "stop"
+    stopped = oai.chat.completions.create(model="chatbot", messages=messages, stop=[whole.split()[2]])
+    assert stopped.choices[0].message.content == whole[: whole.index(whole.split()[2])]
+
+
+def test_openai_stream_include_usage_ends_with_the_usage_chunk(oai: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "i forgot my password"}]
+    chunks = list(
+        oai.chat.completions.create(
+            model="chatbot",
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            max_tokens=5,
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(text.split()) == 5 and chunks[-2].choices[0].finish_reason == "length"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 5
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]},
+         "tools: this model does not support tool calls; it answers with text only"),
+        ({"tool_choice": "auto"}, "tool_choice: this model does not support tool calls; it answers with text only"),
+        ({"response_format": {"type": "json_object"}},
+         "response_format: 'json_object' is not supported; this model answers with text"),
+        ({"logprobs": True}, "logprobs: this model does not support log-probabilities"),
+    ],
+)  # fmt: skip
+def test_openai_parameters_the_model_cannot_honour_are_a_400_naming_them(
+    oai: openai.OpenAI, extra: dict[str, object], error: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        oai.chat.completions.create(
+            model="chatbot", messages=[{"role": "user", "content": "hi"}], extra_body=extra
+        )
+    assert refused.value.status_code == 400 and refused.value.response.json() == {"error": error}
+
+
+def test_openai_unknown_parameters_are_a_422_and_sampling_ones_are_accepted(oai: openai.OpenAI) -> None:
+    messages = [{"role": "user", "content": "hi"}]
+    with pytest.raises(openai.UnprocessableEntityError) as refused:
+        oai.chat.completions.create(model="chatbot", messages=messages, extra_body={"temprature": 0.2})
+    assert refused.value.response.json() == {"error": "temprature: Extra inputs are not permitted"}
+    sampled = oai.chat.completions.create(
+        model="chatbot",
+        messages=messages,
+        temperature=0.2,
+        top_p=0.9,
+        seed=3,
+        user="u1",
+        presence_penalty=0.5,
+    )
+    assert sampled.choices[0].finish_reason == "stop"

@@ -7,18 +7,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from models.chatbot.data import VAL_FILE
 from service.errors import InvalidInput
 from service.kinds.base import Job, ModelKind, Route, TextReplies
 from service.kinds.chatbot.runtime import ChatbotRuntime, ChatItem, ChatResult
 from service.runtime.base import Artifact, Prediction
-from service.schemas import Activations, Message, ModelName, activations_payload
+from service.schemas import Activations, Message, ModelName, StrictRequest, activations_payload
 from service.tensors import TensorSpec
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(StrictRequest):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"message": "i forgot my password"}]})
     message: Message
     return_activations: bool = False
     model: ModelName = "chatbot"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Hashable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,11 +70,18 @@ class ChatbotRuntime(Runtime[ChatItem, ChatResult]):
         self.config = self.block(ChatbotBlock)
         self.labels = self.config.labels
         self.buckets = length_buckets(self.config.max_length)
-        self.tokenizer = load_tokenizer(self.artifact.folder / self.config.tokenizer)
-        self.replies, self.fallback_reply = load_replies(str(self.artifact.folder / self.config.intents))
+        self.tokenizer = load_tokenizer(self.shared_file(self.config.tokenizer))
+        self.replies, self.fallback_reply = load_replies(str(self.shared_file(self.config.intents)))
         missing = [label for label in self.labels if label not in self.replies and label != OUT_OF_SCOPE]
         if missing:
             raise ArtifactError(f"intents.json has no reply for labels {missing}")
+
+    def shared_file(self, relative: str) -> Path:
+        """A file the sidecar names relative to its folder (`../../tokenizer.json`); a version folder
+        `<name>/<version>/` sits one level below the unversioned artifact folder the path was written for."""
+        folder = self.artifact.folder
+        path = folder / relative
+        return path if path.is_file() or not folder.name.isdigit() else folder.parent / relative
 
     def item(self, text: str) -> ChatItem:
         return ChatItem(encode(self.tokenizer, [text], self.config.max_length)[0])

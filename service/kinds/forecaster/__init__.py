@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from service.errors import InvalidInput
 from service.kinds.base import Job, ModelKind, Route
@@ -17,16 +18,46 @@ from service.kinds.forecaster.runtime import (
     interpolate_quantiles,
 )
 from service.runtime.base import Artifact, Prediction
-from service.schemas import Activations, FiniteFloat, ModelName, activations_payload
+from service.schemas import Activations, ModelName, StrictRequest, Whole, activations_payload, narrow
 from service.tensors import TensorSpec
 
 Quantile = Annotated[float, Field(gt=0.0, lt=1.0)]
+MAX_VALUE = 1e30
+# Forecasts come back in the units of the series and are float32: a bound far below its maximum (3.4e38) keeps
+# every forecast of a series the schema allows finite.
 
 
-class ForecastRequest(BaseModel):
-    series: Annotated[list[FiniteFloat], Field(min_length=8, max_length=100_000)]
-    horizon: Annotated[int, Field(ge=1)] | None = None  # None: the model's maximum horizon
-    season_length: Annotated[int, Field(ge=1, le=10_000)] | None = None
+def _bounded(value: float) -> float:
+    if abs(value) > MAX_VALUE:
+        raise PydanticCustomError("value_too_large", f"must lie within ±{MAX_VALUE:g}")
+    return value
+
+
+Value = Annotated[
+    float,
+    Field(allow_inf_nan=False),
+    AfterValidator(_bounded),
+    WithJsonSchema({"type": "number", "minimum": -MAX_VALUE, "maximum": MAX_VALUE}),
+]
+
+
+class ForecastRequest(StrictRequest):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "series": [112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118,
+                               115, 126, 141, 135, 125, 149, 170, 170, 158, 133, 114, 140],
+                    "horizon": 12,
+                    "season_length": 12,
+                    "quantiles": [0.1, 0.5, 0.9],
+                }
+            ]
+        }
+    )  # fmt: skip
+    series: Annotated[list[Value], Field(min_length=8, max_length=100_000)]
+    horizon: Annotated[int, Field(ge=1), Whole] | None = None  # None: the model's maximum horizon
+    season_length: Annotated[int, Field(ge=1, le=10_000), Whole] | None = None
     quantiles: Annotated[list[Quantile], Field(min_length=1, max_length=99)] | None = None
     return_activations: bool = False
     model: ModelName = "forecaster"
@@ -90,6 +121,15 @@ class ForecasterKind(ModelKind[ForecastItem, ForecastResult]):
     runtime_class = ForecasterRuntime
     route = ROUTE
     training = "models.forecaster.hooks"
+
+    def request_schema(self, artifact: Artifact | None) -> dict[str, Any]:
+        schema = super().request_schema(artifact)
+        if artifact is not None:
+            block = artifact.sidecar.block()
+            levels = block["quantiles"]
+            narrow(schema["properties"]["horizon"], maximum=block["max_horizon"])
+            narrow(schema["properties"]["quantiles"], items={"minimum": min(levels), "maximum": max(levels)})
+        return schema
 
     def parse(self, runtime: Any, body: Any) -> Job[ForecastItem]:
         options = {

@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint train eval-forecaster image test-container bench bench-peers bench-peers-quick \
+.PHONY: venv run test lint train chatbot-report eval-forecaster image test-container bench bench-peers bench-peers-quick \
 	bench-peers-chart screenshots gpu-prepare clean
 
 $(STAMP): pyproject.toml
@@ -59,14 +59,19 @@ test-container:
 
 train: $(STAMP)
 	$(VENV)/bin/lnserve train chatbot-data
-	$(VENV)/bin/lnserve train chatbot --placement post --name chatbot-post --seed 0
-	$(VENV)/bin/lnserve train chatbot --placement pre --name chatbot-pre --seed 0
-	$(VENV)/bin/lnserve train chatbot --placement peri --name chatbot-peri --seed 0
+	# the chatbot zoo: one network, five norm placements / types / residual steps, one recipe (docs/chatbot.md)
+	for v in chatbot-post chatbot-pre chatbot-peri chatbot-peri-dt0.1 chatbot-pre-rms; do \
+		$(VENV)/bin/lnserve train chatbot --variant $$v --seed 0 || exit 1; done
 	$(VENV)/bin/lnserve export chatbot --select-default
+	$(MAKE) chatbot-report
 	# the forecaster ensemble: one member per call (seed, lookback), then the export that combines them
 	$(VENV)/bin/lnserve train forecaster --name forecaster $(FORECASTER_TRAIN) --seeds 0 --lookbacks 36 --max-epochs 8
 	$(VENV)/bin/lnserve train forecaster --name forecaster $(FORECASTER_TRAIN) --seeds 2 --lookbacks 24
 	$(VENV)/bin/lnserve export forecaster --name forecaster
+
+# The chatbot training report's pictures (docs/chatbot/*.png) from the committed sidecars.
+chatbot-report: $(STAMP)
+	$(PY) -m models.chatbot.report --out docs/chatbot
 
 # The forecaster on M3 monthly / quarterly, M1 monthly and Tourism monthly through the service runtime, next to
 # statsforecast baselines refitted in this run (about 30 min on 2 cores), then the plots of docs/forecaster.md.

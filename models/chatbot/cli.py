@@ -55,13 +55,13 @@ def train_chatbot(
     seed: int = typer.Option(0, help="Random seed."),
     threads: int = typer.Option(1, help="torch threads."),
     tokenizer: str = typer.Option("", help="tokenizer.json to train with (default: the committed one)."),
-    epochs: int | None = typer.Option(None, help="Epochs of the cosine schedule [50]."),
+    epochs: int | None = typer.Option(None, help="Epochs of the cosine schedule [20]."),
     patience: int | None = typer.Option(
         None, help="Early stopping: epochs without a better validation score [20]."
     ),
-    lr: float | None = typer.Option(None, help="Peak learning rate [2e-3]."),
+    lr: float | None = typer.Option(None, help="Peak learning rate [1e-3]."),
     warmup_steps: int | None = typer.Option(
-        None, help="Linear warm-up steps, the same for every placement [300]."
+        None, help="Linear warm-up steps, the same for every placement [500]."
     ),
     batch_size: int | None = typer.Option(None, help="Batch size [32]."),
     weight_decay: float | None = typer.Option(None, help="AdamW weight decay on matrices [0.1]."),

@@ -40,11 +40,11 @@ KEYBOARD_NEIGHBOURS = {
 class TrainConfig:
     name: str = "chatbot-peri"
     seed: int = 0
-    epochs: int = 50
+    epochs: int = 20
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 0.1
-    warmup_steps: int = 300
+    warmup_steps: int = 500
     min_lr_ratio: float = 0.05
     label_smoothing: float = 0.1
     grad_clip: float = 1.0

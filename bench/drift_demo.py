@@ -80,17 +80,18 @@ def forecast_in_distribution(limit: int = 200) -> list[dict[str, Any]]:
     from models.forecaster import data
 
     bodies = []
-    for series in data.load_all():
-        for origin in data.split(series).val_origins:
-            context = series.values[max(0, origin - 96) : origin]
-            if len(context) >= 8 and np.all(np.isfinite(context)):
-                bodies.append(
-                    {
-                        "series": [float(v) for v in context],
-                        "horizon": series.horizon,
-                        "season_length": series.season_length,
-                    }
-                )
+    for series in data.training_series():
+        horizon = data.HORIZON[series.freq]
+        context, _ = data.validation_split(series, horizon)
+        context = context[-96:]
+        if len(context) >= 8 and np.all(np.isfinite(context)):
+            bodies.append(
+                {
+                    "series": [float(v) for v in context],
+                    "horizon": horizon,
+                    "season_length": series.season_length,
+                }
+            )
     return random.Random(0).sample(bodies, min(limit, len(bodies)))
 
 

@@ -48,6 +48,11 @@ class BatchPolicy(BaseModel):
     group_by_key: bool = Field(
         default=False, description="Batch only items of the oldest item's `batch_key`."
     )
+    wait_when_idle: bool = Field(
+        default=False,
+        description="Wait `max_queue_delay_s` for companions even when the model is idle. Off: a lone request "
+        "finding the model idle (nothing arrived while the previous batch ran) runs at once.",
+    )
 
     def merged(self, overrides: Mapping[str, Any]) -> BatchPolicy:
         return BatchPolicy.model_validate(self.model_dump() | dict(overrides))
@@ -99,6 +104,7 @@ class DynamicBatcher(Generic[ItemT, OutT]):
         self._queues: dict[Hashable, deque[_Request[ItemT, OutT]]] = {}
         self._waiting = 0  # submitted and not yet handed to the runtime
         self._running = False  # a batch is in the runtime
+        self._contended = False  # items arrived while the previous batch ran: worth waiting for companions
         self._tracing = tracing if tracing is not None and tracing.on else None
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -201,7 +207,8 @@ class DynamicBatcher(Generic[ItemT, OutT]):
         key = self._next_key()
         batch: list[_Pending[ItemT, OutT]] = []
         self._take(key, batch)
-        deadline = time.perf_counter() + self.policy.max_queue_delay_s
+        lone = len(batch) == 1 and not self._contended and not self.policy.wait_when_idle
+        deadline = time.perf_counter() + (0.0 if lone else self.policy.max_queue_delay_s)
         while batch and len(batch) < self.policy.max_batch_size:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
@@ -236,6 +243,7 @@ class DynamicBatcher(Generic[ItemT, OutT]):
                 outcomes = [error] * len(batch)
             finally:
                 self._running = False
+                self._contended = any(self._queues.values())
             if self._tracing is not None:
                 diagnostic = any(getattr(o, "activations", None) is not None for o in outcomes)
                 requests = {id(e.trace): (e.trace, e.enqueued) for e in batch}.values()  # one per request

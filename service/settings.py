@@ -60,6 +60,8 @@ class ModelSettings(BaseModel):
     request_timeout_s: float | None = Field(default=None, gt=0)
     group_by_key: bool | None = None
     """Batch only items of one `batch_key` together (the chatbot's key is its length bucket)."""
+    wait_when_idle: bool | None = None
+    """Wait `max_queue_delay_us` for companions even when the model is idle (default: a lone request runs at once)."""
     version_policy: VersionPolicy | None = None
     """Which versions of the model are served, e.g. `{"latest": 2}`, `{"all": true}`, `{"specific": [1, 3]}`."""
 
@@ -144,6 +146,11 @@ class Settings(BaseSettings):
 
     max_queue_delay_us: int = Field(default=500, ge=0, le=10_000_000)
     """How long the batcher waits for more requests after the first one of a batch, in microseconds."""
+
+    wait_when_idle: bool = False
+    """Wait `max_queue_delay_us` for companions even when a model is idle. Off (default): a request that finds its
+    model idle (no batch running, nothing arrived while the last one ran) is not held for companions; under load
+    batches form as before."""
 
     max_queue_size: int = Field(default=512, ge=1)
     """Items (texts, series) that may wait per model; one more is refused at once with 503 and `Retry-After`."""
@@ -233,6 +240,7 @@ class Settings(BaseSettings):
             max_items_per_request=self.max_items_per_request,
             timeout_s=self.request_timeout_s,
             retry_after_s=self.retry_after_s,
+            wait_when_idle=self.wait_when_idle,
         )
         defaults = {k: v for k, v in kind_defaults.items() if k not in given}
         policy = base.merged(policy_fields(defaults))

@@ -20,7 +20,8 @@ from bench.gpu.loadgen import LoadGenerator
 from bench.gpu.report import render, targets
 from bench.gpu.torch_weights import recover_state, torch_outputs
 from bench.servers import ServerSpec, running
-from models.forecaster.export import export_onnx
+from models.forecaster.export import example_inputs, export_onnx
+from models.forecaster.features import INPUT_NAMES
 from models.forecaster.model import Forecaster, ForecasterConfig, ForecasterEnsemble
 
 RECORDED = Path(__file__).parent / "data" / "recorded_results.json"
@@ -100,7 +101,9 @@ def test_the_load_generator_sends_traffic_only_to_the_loopback() -> None:
 def test_torch_weights_are_recovered_from_a_graph_including_its_renamed_transposed_ones(
     tmp_path: Path,
 ) -> None:
-    config = ForecasterConfig(context_length=12, max_horizon=4, hidden=8, quantiles=[0.1, 0.5, 0.9])
+    config = ForecasterConfig(
+        context_length=24, lookback=24, max_horizon=4, hidden=8, quantiles=[0.1, 0.5, 0.9]
+    )
     torch.manual_seed(1)
     trained = ForecasterEnsemble([Forecaster(config)]).eval()
     export_onnx(trained, tmp_path / "fast.onnx", diagnostics=False)
@@ -110,12 +113,7 @@ def test_torch_weights_are_recovered_from_a_graph_including_its_renamed_transpos
     for key, value in trained.state_dict().items():
         torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=key)
     other.load_state_dict(state)
-    feeds = {
-        "context": np.random.default_rng(0).normal(1, 0.1, (3, 12)).astype(np.float32),
-        "mask": np.ones((3, 12), np.float32),
-        "seasonal_lag": np.ones((3, 12), np.float32),
-        "anchor": np.ones((3, 4), np.float32),
-    }
+    feeds = {name: t.numpy() for name, t in zip(INPUT_NAMES, example_inputs(trained, batch=3), strict=True)}
     np.testing.assert_array_equal(torch_outputs(other, feeds), torch_outputs(trained, feeds))
 
 

@@ -78,6 +78,7 @@ def test_a_full_queue_answers_503_with_retry_after_at_once(tmp_path: Path) -> No
         max_queue_size=2,
         max_batch_size=64,
         max_queue_delay_us=2_000_000,
+        wait_when_idle=True,
         warmup=False,
         retry_after_s=3,
     )
@@ -102,6 +103,7 @@ def test_a_request_past_its_timeout_gets_504_with_a_clear_message(tmp_path: Path
         model_dir=model_folder(tmp_path, ["chatbot-peri"]),
         request_timeout_s=0.1,
         max_queue_delay_us=500_000,
+        wait_when_idle=True,
         max_batch_size=8,
         warmup=False,
     )
@@ -116,3 +118,22 @@ def test_a_request_past_its_timeout_gets_504_with_a_clear_message(tmp_path: Path
         'lnserve_request_failure_total{endpoint="chat",model="chatbot-peri",reason="timeout",version="1"} 1.0'
         in metrics
     )
+
+
+def test_a_lone_request_at_an_idle_model_never_waits_for_companions_but_busy_ones_still_batch(
+    tmp_path: Path,
+) -> None:
+    # A 2 s queue delay: a request that finds the model idle runs at once; requests that arrive while a batch runs
+    # wait for companions and are answered together.
+    settings = Settings(
+        model_dir=model_folder(tmp_path, ["chatbot-peri"]), max_queue_delay_us=2_000_000, warmup=False
+    )
+    with serve_in_thread(settings) as base:
+        lone = [httpx.post(base + "/v1/chat", json={"message": "hello"}, timeout=10) for _ in range(3)]
+        before = _count(httpx.get(base + "/metrics").text)
+        burst = asyncio.run(post_all(base, [{"message": text} for text in TEXTS[:16]]))
+        batches = _count(httpx.get(base + "/metrics").text) - before
+    assert [r.status_code for r in lone] == [200, 200, 200]
+    assert max(r.elapsed.total_seconds() for r in lone) < 1.0  # not held for the 2 s delay
+    assert [r.status_code for r in burst] == [200] * 16
+    assert batches < 16  # the burst was batched: the first ran alone at most, the rest waited together

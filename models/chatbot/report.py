@@ -209,9 +209,12 @@ def tables(sidecars: dict[str, dict[str, Any]]) -> str:
         [[layer, *(f"{side['reference_activations'][layer]['rms']['mean']:.2f} ± {side['reference_activations'][layer]['rms']['std']:.2f}"
                    for side in sidecars.values())] for layer in [*residual_rows(first), "final_norm"]],
     )  # fmt: skip
+    parts_seen = list(dict.fromkeys(k for s in sidecars.values() for k in s["training"]["grad_norm_at_best"]))
+    parts_seen = [k for k in parts_seen if k != "total"] + ["total"]  # post has no final norm: "–"
     grads = markdown(
-        ["variant", *(k for k in first["training"]["grad_norm_at_best"]), "epoch 1 total"],
-        [[n, *(f"{v:.2f}" for v in s["training"]["grad_norm_at_best"].values()),
+        ["variant", *parts_seen, "epoch 1 total"],
+        [[n, *(f"{s['training']['grad_norm_at_best'][k]:.2f}" if k in s["training"]["grad_norm_at_best"] else "–"
+               for k in parts_seen),
           f"{s['training']['history'][0]['grad_norm']['total']:.2f}"] for n, s in sidecars.items()],
     )  # fmt: skip
     parts = [("Overall", overall), ("Challenge by type", by_type), ("Validation by type", by_val_type),

@@ -63,15 +63,16 @@ def wait_until(
 
 
 def add_version(models: Path, name: str, version: str, source: str, kind: str = "chatbot") -> Path:
-    """`models/<kind>/artifacts/<name>/<version>/`: the graphs of the bundled artifact `source` (symlinked) and its
-    sidecar, renamed to `name`."""
+    """`models/<kind>/artifacts/<name>/<version>/`: the files of the bundled artifact `source` (graphs and shared
+    weights, symlinked) and its sidecar, renamed to `name`."""
     folder = models / kind / "artifacts" / name / version
     folder.mkdir(parents=True)
     origin = MODELS / kind / "artifacts" / source
     sidecar = json.loads((origin / "sidecar.json").read_text())
     sidecar["name"] = name
-    for graph in ("fast.onnx", "diagnostic.onnx"):
-        (folder / graph).symlink_to(origin / graph)
+    for path in sorted(origin.iterdir()):
+        if path.name != "sidecar.json":
+            (folder / path.name).symlink_to(path)
     (folder / "sidecar.json").write_text(json.dumps(sidecar))
     return folder
 

@@ -83,6 +83,7 @@ def test_sigterm_finishes_the_in_flight_request_then_exits(tmp_path: Path) -> No
         "LNSERVE_MODEL_DIR": str(model_folder(tmp_path, ["chatbot-peri"])),
         "LNSERVE_WARMUP": "false",
         "LNSERVE_MAX_QUEUE_DELAY_US": "1500000",
+        "LNSERVE_WAIT_WHEN_IDLE": "true",  # a lone request is held for the delay
         "LNSERVE_MAX_BATCH_SIZE": "8",
     }
     log = tmp_path / "server.log"

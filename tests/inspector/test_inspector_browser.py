@@ -14,7 +14,6 @@ from pydantic import SecretStr
 
 from models.sidecar import read
 from service.settings import Settings
-from tests.inspector.browser import chromium, ensure_chromium
 from tests.service.helpers import CHATBOT_ARTIFACTS, model_folder, serve_in_thread
 
 pytestmark = pytest.mark.timeout(300)

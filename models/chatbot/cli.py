@@ -30,6 +30,7 @@ def prepare_data(
 TRAIN_OPTIONS = ("epochs", "patience", "lr", "warmup_steps", "batch_size", "weight_decay", "label_smoothing",
                  "augment_prob", "token_dropout", "distill_weight", "ema_decay", "soft_targets", "tfidf_share",
                  "init_from", "fold", "n_folds")  # fmt: skip
+MLM_OPTIONS = ("epochs", "lr", "warmup_steps", "batch_size", "weight_decay", "augment_prob", "mask_prob")
 MODEL_OPTIONS = ("n_layer", "n_head", "d_model", "d_ff", "max_len", "dropout", "norm_eps")
 
 
@@ -75,7 +76,7 @@ def train_chatbot(
     ),
     ema_decay: float | None = typer.Option(None, help="Per-step weight averaging, 0 = off [0]."),
     soft_targets: str | None = typer.Option(
-        None, help="Teacher probabilities of train.jsonl (.npy, e.g. from `lnserve train chatbot-teacher`)."
+        None, help="Teacher probabilities of train.jsonl, row for row (.npy)."
     ),
     tfidf_share: float | None = typer.Option(
         None, help="Share of the TF-IDF teacher in the soft targets; the rest is --soft-targets [1.0]."
@@ -92,10 +93,16 @@ def train_chatbot(
     max_len: int | None = typer.Option(None, help="Maximum tokens (head + tail window) [128]."),
     dropout: float | None = typer.Option(None, help="Dropout [0.2]."),
     norm_eps: float | None = typer.Option(None, help="Norm epsilon [1e-5]."),
+    mlm: bool = typer.Option(
+        False,
+        "--mlm",
+        help="Masked-token pretraining of the encoder instead (run mlm-<variant>; then --init-from).",
+    ),
+    mask_prob: float | None = typer.Option(None, help="With --mlm: share of tokens to predict [0.15]."),
 ) -> None:
-    """Train one chatbot variant (`--placement peri --norm layernorm --residual-scale 1.0 --name chatbot-peri`)."""
+    """Train one chatbot variant (`--variant chatbot-peri-dt0.1`, or `--placement peri --norm layernorm
+    --residual-scale 1.0 --name chatbot-peri`), or with `--mlm` pretrain its encoder on masked tokens."""
     from models.chatbot.model import ChatbotConfig
-    from models.chatbot.train import TrainConfig, train
 
     given = {k: v for k, v in locals().items() if v is not None}
     placement, norm, residual_scale = zoo_variant(variant, placement, norm, residual_scale)
@@ -103,6 +110,18 @@ def train_chatbot(
         norm_placement=placement, norm_type=norm, residual_scale=residual_scale,
         **{k: given[k] for k in MODEL_OPTIONS if k in given},
     )  # fmt: skip
+    if mlm:
+        from models.chatbot.pretrain import PretrainConfig, pretrain
+
+        pre_cfg = PretrainConfig(
+            name=name or f"mlm-{variant or placement}", seed=seed, threads=threads, model=model_cfg,
+            **{k: given[k] for k in MLM_OPTIONS if k in given},
+        )  # fmt: skip
+        last = pretrain(pre_cfg)["history"][-1]
+        typer.echo(f"{pre_cfg.name}: masked-token accuracy {last['val_masked_accuracy']:.4f} on validation")
+        return
+    from models.chatbot.train import TrainConfig, train
+
     cfg = TrainConfig(
         name=name or variant or f"chatbot-{placement}", seed=seed, threads=threads, model=model_cfg,
         **{k: given[k] for k in TRAIN_OPTIONS if k in given},
@@ -112,44 +131,6 @@ def train_chatbot(
         f"{cfg.name}: val accuracy {record['val_accuracy']:.4f} (epoch {record['best_epoch']}), "
         f"train accuracy {record['train_accuracy']:.4f}, {record['train_seconds']:.0f} s"
     )
-
-
-def pretrain_chatbot(
-    variant: str = typer.Option("", help=VARIANT_HELP + "; the run is named mlm-<variant>."),
-    placement: str = typer.Option("peri", help="Norm placement: post | pre | peri."),
-    norm: str = typer.Option("layernorm", help="Norm type: layernorm | rmsnorm."),
-    residual_scale: float = typer.Option(1.0, help="Residual step Δt."),
-    name: str = typer.Option("", help="Run name (default mlm-<placement>); checkpoint in runs/<name>/."),
-    seed: int = typer.Option(0, help="Random seed."),
-    threads: int = typer.Option(1, help="torch threads."),
-    epochs: int | None = typer.Option(None, help="Epochs [20]."),
-    lr: float | None = typer.Option(None, help="Peak learning rate [1e-3]."),
-    warmup_steps: int | None = typer.Option(None, help="Linear warm-up steps [500]."),
-    mask_prob: float | None = typer.Option(None, help="Share of tokens to predict [0.15]."),
-    n_layer: int | None = typer.Option(None, help="Encoder blocks [4]."),
-    n_head: int | None = typer.Option(None, help="Attention heads [4]."),
-    d_model: int | None = typer.Option(None, help="Model width [128]."),
-    d_ff: int | None = typer.Option(None, help="MLP width [256]."),
-    max_len: int | None = typer.Option(None, help="Maximum tokens (head + tail window) [128]."),
-    dropout: float | None = typer.Option(None, help="Dropout [0.2]."),
-) -> None:
-    """Masked-token pretraining of the encoder on the training utterances (then `train chatbot --init-from`)."""
-    from models.chatbot.model import ChatbotConfig
-    from models.chatbot.pretrain import PretrainConfig, pretrain
-
-    given = {k: v for k, v in locals().items() if v is not None}
-    placement, norm, residual_scale = zoo_variant(variant, placement, norm, residual_scale)
-    model_cfg = ChatbotConfig(
-        norm_placement=placement, norm_type=norm, residual_scale=residual_scale,
-        **{k: given[k] for k in MODEL_OPTIONS if k in given},
-    )  # fmt: skip
-    cfg = PretrainConfig(
-        name=name or f"mlm-{variant or placement}", seed=seed, threads=threads, model=model_cfg,
-        **{k: given[k] for k in ("epochs", "lr", "warmup_steps", "mask_prob") if k in given},
-    )  # fmt: skip
-    record = pretrain(cfg)
-    last = record["history"][-1]
-    typer.echo(f"{cfg.name}: masked-token accuracy {last['val_masked_accuracy']:.4f} on validation")
 
 
 def export_chatbot(
@@ -182,5 +163,4 @@ def export_chatbot(
 def register(train_app: typer.Typer, export_app: typer.Typer) -> None:
     train_app.command("chatbot")(train_chatbot)
     train_app.command("chatbot-data")(prepare_data)
-    train_app.command("chatbot-mlm")(pretrain_chatbot)
     export_app.command("chatbot")(export_chatbot)

@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +25,21 @@ from torch import nn
 from models.chatbot import data
 from models.chatbot.model import Chatbot, ChatbotConfig
 from models.chatbot.tokenizer import UNK_ID, encode, load_tokenizer
-from models.chatbot.train import RUNS_DIR, adamw, augment, length_batches, pad_batch, set_seed
+from models.chatbot.train import RUNS_DIR, TrainConfig, adamw, augment, length_batches, pad_batch, set_seed
 from models.layers import make_norm, warmup_cosine
 
 FIRST_TOKEN = 2  # random replacements are drawn from the vocabulary after [PAD] and [UNK]
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(TrainConfig):
+    """The fine-tuning recipe's schedule and augmentation (`TrainConfig`), with the pretraining defaults below;
+    the classification-only fields (label smoothing, distillation, folds) are not read."""
+
     name: str = "mlm-peri"
-    seed: int = 0
-    epochs: int = 20
-    batch_size: int = 32
-    lr: float = 1e-3
     weight_decay: float = 0.01
-    warmup_steps: int = 500
-    min_lr_ratio: float = 0.05
-    grad_clip: float = 1.0
-    mask_prob: float = 0.15
     augment_prob: float = 0.5
-    word_dropout: float = 0.1
-    typo_rate: float = 0.15
-    threads: int = 1
-    model: ChatbotConfig = field(default_factory=ChatbotConfig)
+    mask_prob: float = 0.15
 
 
 class MaskedLM(nn.Module):

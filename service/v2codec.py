@@ -128,6 +128,8 @@ def _array(tensor: RequestInput, values: Any) -> np.ndarray:
         raise InvalidInput(
             f"inputs.{tensor.name}: a value lies outside the range of {tensor.datatype}"
         ) from None
+    except ValueError:  # an empty tensor whose other dimensions multiply past what numpy can address
+        raise InvalidInput(f"inputs.{tensor.name}: shape {tensor.shape} is too large for an array") from None
 
 
 def _header_length(value: str | None, body_size: int) -> int:

@@ -158,6 +158,19 @@ def test_v2_forecaster_infer_through_tritonclient(
             {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["only one"]}]},
             "inputs.text: 1 values do not fit shape [2]",
         ),
+        (  # no values, but the other dimensions multiply past what numpy can address (found by schemathesis)
+            {
+                "inputs": [
+                    {
+                        "name": "text",
+                        "shape": [0, 10**6, 10**6, 10**6, 10**6],
+                        "datatype": "BYTES",
+                        "data": [],
+                    }
+                ]
+            },
+            "inputs.text: shape [0, 1000000, 1000000, 1000000, 1000000] is too large for an array",
+        ),
         (
             {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [None]}]},
             "inputs.text: BYTES data must be strings, got None",

@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(default=0, ge=0)
     """Threads per ONNX Runtime session; 0 fits them to the machine (the CPU count, at most 8; 1 on CUDA)."""
 
+    intra_op_spinning: bool = True
+    """Whether ONNX Runtime's intra-op threads spin while waiting for work (CPU provider). Off frees the core a
+    waiting thread would burn for the event loop, at the cost of a wake-up per run."""
+
     precision: Literal["fp32", "fp16"] = "fp32"
     """`fp16` converts each fast graph to float16 at load (inputs and outputs stay fp32) and serves it only if it
     matches the fp32 graph within 1e-2 relative; the diagnostic graph stays fp32. Needs the `gpu` extra; for CUDA."""

@@ -92,6 +92,8 @@ class RuntimeOptions:
     float16 exactly when they matter)."""
     cuda_graphs: bool = True
     device_id: int = 0
+    spinning: bool = True
+    """Whether ORT's intra-op threads spin while they wait for work (CPU provider)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuntimeOptions:
@@ -101,6 +103,7 @@ class RuntimeOptions:
             settings.precision,
             settings.cuda_graphs,
             settings.cuda_device_id,
+            settings.intra_op_spinning,
         )
 
 
@@ -165,7 +168,9 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
         for sampled batches only)."""
         options = self.options
         graphs = options.cuda_graphs and model != self.artifact.file(DIAGNOSTIC)
-        return open_session(model, providers, options.intra_op_threads, options.device_id, graphs, fp16)
+        return open_session(
+            model, providers, options.intra_op_threads, options.device_id, graphs, fp16, options.spinning
+        )
 
     def _check_fp16(self, providers: list[str]) -> None:
         """Keep the fp16 fast graph only if it answers the warm-up batches as the fp32 diagnostic graph does."""

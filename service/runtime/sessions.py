@@ -222,6 +222,7 @@ def open_session(
     device_id: int = 0,
     cuda_graphs: bool = False,
     fp16: bool = False,
+    spinning: bool = True,
 ) -> Session:
     """A `CudaSession` when CUDA is among `providers` and loads, else a plain session on the other providers."""
     if CUDA in providers:
@@ -230,5 +231,5 @@ def open_session(
             return cuda
         log.warning("the CUDA provider did not load; running on the CPU")
         providers = [name for name in providers if name != CUDA] or [CPU]
-    options = session_options(intra_op_threads)
+    options = session_options(intra_op_threads, spinning=spinning)
     return Session(ort.InferenceSession(_model_arg(model), options, providers=providers))

@@ -86,3 +86,25 @@ def test_quantiles_between_the_models_levels_are_interpolated() -> None:
     values = np.array([[1.0, 2.0, 4.0], [10.0, 20.0, 40.0]], dtype=np.float32)  # (H=2, levels 0.1/0.5/0.9)
     out = interpolate_quantiles([0.1, 0.5, 0.9], values, [0.1, 0.3, 0.7, 0.9])
     np.testing.assert_allclose(out, [[1.0, 1.5, 3.0, 4.0], [10.0, 15.0, 30.0, 40.0]])
+
+
+def spinning_entry(options: object) -> str | None:
+    """The session's `allow_spinning` entry; None when unset (ORT's default: spinning allowed)."""
+    try:
+        return str(options.get_session_config_entry("session.intra_op.allow_spinning"))  # type: ignore[attr-defined]
+    except RuntimeError:
+        return None
+
+
+@pytest.mark.parametrize(("setting", "entry"), [(True, None), (False, "0")])
+def test_intra_op_spinning_reaches_every_session_of_a_runtime(setting: bool, entry: str | None) -> None:
+    from service.settings import Settings
+
+    folder = CHATBOT_ARTIFACTS / "chatbot-peri"
+    options = RuntimeOptions.from_settings(Settings(intra_op_spinning=setting, providers="cpu"))
+    runtime = ChatbotRuntime(Artifact(folder, read(folder / "sidecar.json")), options)
+    runtime.load()
+    assert len(runtime.sessions) == 2
+    for session in runtime.sessions.values():
+        assert spinning_entry(session.session.get_session_options()) == entry
+    assert answer(runtime, "i forgot my password")[0].result.intent == "reset_password"

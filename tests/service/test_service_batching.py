@@ -137,3 +137,33 @@ def test_a_lone_request_at_an_idle_model_never_waits_for_companions_but_busy_one
     assert max(r.elapsed.total_seconds() for r in lone) < 1.0  # not held for the 2 s delay
     assert [r.status_code for r in burst] == [200] * 16
     assert batches < 16  # the burst was batched: the first ran alone at most, the rest waited together
+
+
+def _sum(metrics: str, model: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(f'lnserve_batch_size_sum{{model="{model}",version="1"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.mark.parametrize(("grouped", "batches"), [(None, 2), (False, 1)])
+def test_a_chatbot_batch_takes_one_length_bucket_by_default(
+    tmp_path: Path, grouped: bool | None, batches: int
+) -> None:
+    # 8 short and 8 long messages arrive together within a 1 s queue delay: by default the chatbot forms one batch
+    # per length bucket (8 + 8), with group_by_key off one batch of 16 padded to the longest.
+    long = " ".join(["we moved our whole team over last month and since then the invoices look odd"] * 5)
+    settings = Settings(
+        model_dir=model_folder(tmp_path, ["chatbot-peri"]),
+        max_queue_delay_us=1_000_000,
+        max_batch_size=16,
+        wait_when_idle=True,
+        warmup=False,
+        model_settings={} if grouped is None else {"chatbot": {"group_by_key": grouped}},
+    )
+    with serve_in_thread(settings) as base:
+        responses = asyncio.run(post_all(base, [{"message": "hello"}] * 8 + [{"message": long}] * 8))
+        metrics = httpx.get(base + "/metrics").text
+    assert [r.status_code for r in responses] == [200] * 16
+    assert {r.json()["intent"] for r in responses[:8]} == {"greeting"}
+    assert _count(metrics) == batches and _sum(metrics, "chatbot-peri") == 16

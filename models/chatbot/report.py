@@ -179,29 +179,25 @@ def tables(sidecars: dict[str, dict[str, Any]]) -> str:
         rows,
     )  # fmt: skip
     names = list(sidecars)
-    types = sorted(base["challenge"]["by_type"])
+
+    def cells(split: str, group: str, key: str) -> list[str]:
+        """Count, each variant's accuracy and the baseline's (at its thresholds) for one type or label."""
+        return [str(base[split][group][key]["n"]),
+                *(f(sidecars[n]["training"][split][group][key]["accuracy"]) for n in names),
+                f(base[f"{split}_thresholded"][group][key]["accuracy"])]  # fmt: skip
+
     by_type = markdown(
         ["challenge type", "n", *names, "TF-IDF + LR"],
-        [[k, str(base["challenge"]["by_type"][k]["n"]),
-          *(f(sidecars[n]["training"]["challenge"]["by_type"][k]["accuracy"]) for n in names),
-          f(base["challenge_thresholded"]["by_type"][k]["accuracy"])] for k in types],
-    )  # fmt: skip
-    val_types = sorted(base["validation"]["by_type"])
+        [[k, *cells("challenge", "by_type", k)] for k in sorted(base["challenge"]["by_type"])],
+    )
     by_val_type = markdown(
         ["validation type", "n", *names, "TF-IDF + LR"],
-        [[k, str(base["validation"]["by_type"][k]["n"]),
-          *(f(sidecars[n]["training"]["validation"]["by_type"][k]["accuracy"]) for n in names),
-          f(base["validation_thresholded"]["by_type"][k]["accuracy"])] for k in val_types],
-    )  # fmt: skip
+        [[k, *cells("validation", "by_type", k)] for k in sorted(base["validation"]["by_type"])],
+    )
     labels = list(next(iter(sidecars.values()))["chatbot"]["labels"])
     by_label = markdown(
         ["label", "challenge n", *names, "TF-IDF + LR", "validation n", *(f"val {n}" for n in names), "val TF-IDF"],
-        [[k, str(base["challenge"]["by_label"][k]["n"]),
-          *(f(sidecars[n]["training"]["challenge"]["by_label"][k]["accuracy"]) for n in names),
-          f(base["challenge_thresholded"]["by_label"][k]["accuracy"]),
-          str(base["validation"]["by_label"][k]["n"]),
-          *(f(sidecars[n]["training"]["validation"]["by_label"][k]["accuracy"]) for n in names),
-          f(base["validation_thresholded"]["by_label"][k]["accuracy"])] for k in labels],
+        [[k, *cells("challenge", "by_label", k), *cells("validation", "by_label", k)] for k in labels],
     )  # fmt: skip
     first = next(iter(sidecars.values()))
     depth = markdown(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.service.helpers import free_port, start_subprocess, wait_until
+from tests.service.helpers import served_subprocess
 
 SERVER_ENV = {
     "LNSERVE_MAX_BATCH_SIZE": "16",
@@ -21,18 +20,9 @@ SERVER_ENV = {
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "server.log"
-    process = start_subprocess(port, SERVER_ENV, log_path)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(base + "/v2/health/ready", timeout_s=180, process=process)
-    except Exception:
-        process.kill()
-        raise RuntimeError(f"server did not become ready:\n{log_path.read_text()[-4000:]}") from None
-    yield base
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=30)
+    with served_subprocess(SERVER_ENV, log_path, timeout_s=180) as base:
+        yield base
 
 
 @pytest.fixture

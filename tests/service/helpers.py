@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -142,3 +143,24 @@ def start_subprocess(port: int, env: dict[str, str], log_path: Path) -> subproce
         return subprocess.Popen(
             command, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
         )
+
+
+@contextlib.contextmanager
+def served_subprocess(
+    env: dict[str, str], log_path: Path, timeout_s: float = 120.0, headers: dict[str, str] | None = None
+) -> Iterator[str]:
+    """`lnserve serve` in a child process (`start_subprocess`) until it is ready, then its base URL; SIGTERM and
+    wait on exit. A server that does not become ready is killed and the tail of its log raised."""
+    port = free_port()
+    process = start_subprocess(port, env, log_path)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(base + "/v2/health/ready", timeout_s=timeout_s, process=process, headers=headers)
+    except Exception:
+        process.kill()
+        raise RuntimeError(f"server did not become ready:\n{log_path.read_text()[-4000:]}") from None
+    try:
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)

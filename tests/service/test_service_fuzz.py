@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import struct
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.tensors import DTYPES
-from tests.service.helpers import REPO, free_port, model_folder, start_subprocess, wait_until
+from tests.service.helpers import REPO, model_folder, served_subprocess
 
 API_KEY = "fuzz-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -42,18 +41,10 @@ FUZZ = settings(
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("fuzz")
     models = model_folder(root, ["chatbot-peri"], forecaster=True)
-    port, log = free_port(), root / "server.log"
+    log = root / "server.log"
     env = {"LNSERVE_MODEL_DIR": str(models), "LNSERVE_API_KEY": API_KEY, "LNSERVE_WARMUP": "false"}
-    process = start_subprocess(port, env, log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(base + "/v2/health/ready", timeout_s=120, process=process, headers=AUTH)
-    except Exception:
-        process.kill()
-        raise RuntimeError(log.read_text()[-3000:]) from None
-    yield base
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=30)
+    with served_subprocess(env, log, headers=AUTH) as base:
+        yield base
     errors = [line for line in log.read_text().splitlines() if '"level": "error"' in line]
     assert errors == [], errors[:3]  # no crash was logged while fuzzing
 

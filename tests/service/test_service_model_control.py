@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,14 +16,7 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from service.settings import Settings, VersionPolicy
-from tests.service.helpers import (
-    add_version,
-    free_port,
-    model_folder,
-    serve_in_thread,
-    start_subprocess,
-    wait_until,
-)
+from tests.service.helpers import add_version, model_folder, serve_in_thread, served_subprocess
 from tests.service.test_service_protocols import sample
 
 TEXTS = ["i forgot my password", "hello there", "i want a refund", "how do i add a teammate", "bye"]
@@ -99,7 +91,6 @@ def explicit_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """`lnserve serve` in explicit mode with warm-up, loading `chat` (version 1 = chatbot-post) at start."""
     models = model_folder(tmp_path, ["chatbot-peri"])
     add_version(models, "chat", "1", "chatbot-post")
-    port, log = free_port(), tmp_path / "server.log"
     env = {
         "LNSERVE_MODEL_DIR": str(models),
         "LNSERVE_MODEL_CONTROL": "explicit",
@@ -107,14 +98,8 @@ def explicit_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         "LNSERVE_REQUIRED_MODELS": '["chat"]',
         "LNSERVE_ACTIVATION_SAMPLE_RATE": "0",
     }
-    process = start_subprocess(port, env, log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(base + "/v2/health/ready", timeout_s=120, process=process)
+    with served_subprocess(env, tmp_path / "server.log") as base:
         yield base, models
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 async def hammer(base: str, clients: int, stop: asyncio.Event, results: list[tuple[float, int, str]]) -> None:

@@ -3,16 +3,14 @@ KServe v2 (through tritonclient), with metadata and validation derived from its 
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
 
-from tests.service.helpers import free_port, start_subprocess, wait_until
+from tests.service.helpers import served_subprocess
 from tests.service.tiny_kind import build_artifact, reference
 
 RNG = np.random.default_rng(7)
@@ -23,18 +21,9 @@ WEIGHT, BIAS = RNG.normal(size=(4, 2)), RNG.normal(size=2)
 def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     models = tmp_path_factory.mktemp("tiny") / "models"
     build_artifact(models, "tiny-ln", WEIGHT, BIAS)
-    port, log = free_port(), models.parent / "server.log"
     env = {"LNSERVE_MODEL_DIR": str(models), "LNSERVE_KIND_MODULES": '["tests.service.tiny_kind"]'}
-    process = start_subprocess(port, env, log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(base + "/v2/health/ready", timeout_s=60, process=process)
-    except Exception:
-        process.kill()
-        raise RuntimeError(Path(log).read_text()[-3000:]) from None
-    yield base
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=30)
+    with served_subprocess(env, models.parent / "server.log", timeout_s=60) as base:
+        yield base
 
 
 def test_the_extra_kind_answers_on_its_own_json_route_with_its_statistics(tiny_server: str) -> None:

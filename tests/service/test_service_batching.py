@@ -10,6 +10,7 @@ import pytest
 
 from service.settings import Settings
 from tests.service.helpers import model_folder, serve_in_thread
+from tests.service.test_service_protocols import sample
 
 TEXTS = [
     "hi",
@@ -65,10 +66,7 @@ def test_64_concurrent_requests_of_different_lengths_each_get_their_own_answer(
 
 
 def _count(metrics: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith('lnserve_batch_size_count{model="chatbot-peri",version="1"}'):
-            return float(line.split()[-1])
-    return 0.0
+    return sample(metrics, "lnserve_batch_size_count", model="chatbot-peri", version="1")
 
 
 def test_a_full_queue_answers_503_with_retry_after_at_once(tmp_path: Path) -> None:
@@ -139,13 +137,6 @@ def test_a_lone_request_at_an_idle_model_never_waits_for_companions_but_busy_one
     assert batches < 16  # the burst was batched: the first ran alone at most, the rest waited together
 
 
-def _sum(metrics: str, model: str) -> float:
-    for line in metrics.splitlines():
-        if line.startswith(f'lnserve_batch_size_sum{{model="{model}",version="1"}}'):
-            return float(line.split()[-1])
-    return 0.0
-
-
 @pytest.mark.parametrize(("grouped", "batches"), [(None, 2), (False, 1)])
 def test_a_chatbot_batch_takes_one_length_bucket_by_default(
     tmp_path: Path, grouped: bool | None, batches: int
@@ -166,4 +157,6 @@ def test_a_chatbot_batch_takes_one_length_bucket_by_default(
         metrics = httpx.get(base + "/metrics").text
     assert [r.status_code for r in responses] == [200] * 16
     assert {r.json()["intent"] for r in responses[:8]} == {"greeting"}
-    assert _count(metrics) == batches and _sum(metrics, "chatbot-peri") == 16
+    assert (
+        _count(metrics) == batches and sample(metrics, "lnserve_batch_size_sum", model="chatbot-peri") == 16
+    )

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -71,9 +70,9 @@ def graph_rows(artifact: Artifact, threads: int, seconds: float) -> list[dict[st
 
 def runtime_rows(artifact: Artifact, threads: int, seconds: float, rate: float) -> list[dict[str, Any]]:
     runtime = prepared_runtime(artifact, threads, load=True)
-    executor, metrics, policy = ThreadPoolExecutor(1), Metrics(), BatchPolicy()
+    metrics, policy = Metrics(), BatchPolicy()
     served = {
-        name: ServedModel(kind_of(artifact), runtime, policy, executor, metrics, r, seed=0)
+        name: ServedModel(kind_of(artifact), runtime, policy, metrics, r, seed=0)
         for name, r in (("fast", 0.0), ("diag", 1.0), ("sampled", rate))
     }
     rows = []
@@ -92,7 +91,6 @@ def runtime_rows(artifact: Artifact, threads: int, seconds: float, rate: float) 
                 "sampled_mean_ms": statistics.fmean(times["sampled"]) * 1e3,
             }
         )
-    executor.shutdown()
     return rows
 
 

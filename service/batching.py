@@ -53,6 +53,11 @@ class BatchPolicy(BaseModel):
         description="Wait `max_queue_delay_s` for companions even when the model is idle. Off: a lone request "
         "finding the model idle (nothing arrived while the previous batch ran) runs at once.",
     )
+    inline_when_idle: bool = Field(
+        default=True,
+        description="Run a lone request that finds the model idle on the event loop's own thread, without the "
+        "hand-over to the model's thread and back (one inference of one item blocks the loop meanwhile).",
+    )
 
     def merged(self, overrides: Mapping[str, Any]) -> BatchPolicy:
         return BatchPolicy.model_validate(self.model_dump() | dict(overrides))
@@ -200,6 +205,15 @@ class DynamicBatcher(Generic[ItemT, OutT]):
                 request.turn = now
                 queue.append(request)
 
+    def _inline(self, batch: list[_Pending[ItemT, OutT]]) -> bool:
+        """A lone item at an idle model: nothing else waits, nothing arrived while the previous batch ran."""
+        return (
+            self.policy.inline_when_idle
+            and len(batch) == 1
+            and not self._contended
+            and not any(self._queues.values())
+        )
+
     async def _collect(self) -> list[_Pending[ItemT, OutT]]:
         while not any(self._queues.values()):
             self._arrived.clear()
@@ -234,7 +248,10 @@ class DynamicBatcher(Generic[ItemT, OutT]):
             items, wants = [e.item for e in batch], [e.wants_statistics for e in batch]
             self._running = True
             try:
-                outcomes = await loop.run_in_executor(self._executor, self._run_batch, items, wants)
+                if self._inline(batch):
+                    outcomes = self._run_batch(items, wants)
+                else:
+                    outcomes = await loop.run_in_executor(self._executor, self._run_batch, items, wants)
             except (
                 Exception
             ):  # a bug or a graph failure: fail this batch, keep serving; the log has the details

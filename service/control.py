@@ -233,7 +233,6 @@ class ModelControl:
             kind,
             runtime,
             policy,
-            self.executor,
             self.metrics,
             settings.activation_sample_rate,
             history_s=settings.activation_history_s,

@@ -55,8 +55,8 @@ class DataPlane:
         self.settings = settings
         self.kinds = kinds or registry(settings.kind_modules)
         self.metrics = metrics or Metrics()
-        # One batch per model runs at a time; the threads are for several models and for loading.
-        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lnserve-infer")
+        # Loading and warming up versions (each served model runs its batches on a thread of its own).
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lnserve-load")
         self.tracing = Tracing(settings.tracing)
         self.repository = ModelRepository(settings, self.kinds)
         self.control = ModelControl(settings, self.repository, self.metrics, self.executor, self.tracing)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from concurrent.futures import Executor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from models.sidecar import DIAGNOSTIC, FAST
@@ -28,7 +28,6 @@ class ServedModel:
         kind: AnyKind,
         runtime: Runtime[Any, Any],
         policy: BatchPolicy,
-        executor: Executor,
         metrics: Metrics,
         sample_rate: float,
         seed: int | None = None,
@@ -47,8 +46,11 @@ class ServedModel:
             for path in (FAST, DIAGNOSTIC)
         }
         self._nonfinite = metrics.nonfinite_outputs.labels(self.name, self.version)
+        # One batch at a time, always on the same thread: a pool of several hands consecutive batches to
+        # different threads, and the wake-up of a cold one cost ~0.2 ms per request at c = 1 (docs/benchmarks.md).
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"lnserve-batch-{self.name}")
         self.batcher: DynamicBatcher[Any, Prediction[Any]] = DynamicBatcher(
-            self.name, self.execute, policy, executor, metrics, runtime.batch_key, self.version, tracing
+            self.name, self.execute, policy, self._thread, metrics, runtime.batch_key, self.version, tracing
         )
 
     def start(self) -> None:
@@ -59,6 +61,7 @@ class ServedModel:
         reference)."""
         await self.batcher.drain()
         await self.batcher.stop()
+        self._thread.shutdown(wait=False)  # its last batch, if any, has answered (drained) or timed out
         self.runtime.sessions = {}
 
     async def infer(self, job: Job[Any]) -> list[Prediction[Any]]:

@@ -62,6 +62,8 @@ class ModelSettings(BaseModel):
     """Batch only items of one `batch_key` together (the chatbot's key is its length bucket)."""
     wait_when_idle: bool | None = None
     """Wait `max_queue_delay_us` for companions even when the model is idle (default: a lone request runs at once)."""
+    inline_when_idle: bool | None = None
+    """Run a lone request at an idle model on the event loop's thread (default), without the thread hand-over."""
     version_policy: VersionPolicy | None = None
     """Which versions of the model are served, e.g. `{"latest": 2}`, `{"all": true}`, `{"specific": [1, 3]}`."""
 
@@ -156,6 +158,11 @@ class Settings(BaseSettings):
     model idle (no batch running, nothing arrived while the last one ran) is not held for companions; under load
     batches form as before."""
 
+    inline_when_idle: bool = True
+    """Run such a lone request (one item, model idle) on the event loop's own thread instead of handing it to the
+    model's thread and back: the two thread wake-ups cost more than the loop loses by blocking for one inference of
+    one item (docs/benchmarks.md). Off: every batch runs on the model's thread."""
+
     max_queue_size: int = Field(default=512, ge=1)
     """Items (texts, series) that may wait per model; one more is refused at once with 503 and `Retry-After`."""
 
@@ -245,6 +252,7 @@ class Settings(BaseSettings):
             timeout_s=self.request_timeout_s,
             retry_after_s=self.retry_after_s,
             wait_when_idle=self.wait_when_idle,
+            inline_when_idle=self.inline_when_idle,
         )
         defaults = {k: v for k, v in kind_defaults.items() if k not in given}
         policy = base.merged(policy_fields(defaults))

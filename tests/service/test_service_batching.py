@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
+from service.batching import BatchPolicy, DynamicBatcher
+from service.metrics import Metrics
 from service.settings import Settings
 from tests.service.helpers import model_folder, serve_in_thread
 from tests.service.test_service_protocols import sample
@@ -160,3 +165,40 @@ def test_a_chatbot_batch_takes_one_length_bucket_by_default(
     assert (
         _count(metrics) == batches and sample(metrics, "lnserve_batch_size_sum", model="chatbot-peri") == 16
     )
+
+
+def _threads_of_batches(policy: BatchPolicy, bursts: list[int]) -> list[tuple[str, int]]:
+    """(thread, size) of every batch a `DynamicBatcher` ran for `bursts` of concurrent single-item requests, one
+    burst after the other; the first batch of a burst is slow (50 ms) so that the rest arrive while it runs."""
+    ran: list[tuple[str, int]] = []
+
+    def run_batch(items: list[int], wants: list[bool]) -> list[int]:
+        ran.append((threading.current_thread().name, len(items)))
+        if items[0] == 0:
+            time.sleep(0.05)
+        return [item * 10 for item in items]
+
+    async def main() -> None:
+        with ThreadPoolExecutor(1, thread_name_prefix="model") as pool:
+            batcher: DynamicBatcher[int, int] = DynamicBatcher("m", run_batch, policy, pool, Metrics())
+            batcher.start()
+            for size in bursts:
+                first = asyncio.ensure_future(batcher.submit([0]))
+                await asyncio.sleep(0.01)  # the first runs; the others arrive while it does
+                rest = [batcher.submit([i]) for i in range(1, size)]
+                assert [await first, *await asyncio.gather(*rest)] == [[i * 10] for i in range(size)]
+            await batcher.stop()
+
+    asyncio.run(main())
+    return ran
+
+
+def test_a_lone_request_at_an_idle_model_runs_on_the_loop_thread_and_companions_on_the_model_thread() -> None:
+    loop_thread = threading.current_thread().name  # asyncio.run runs the loop on the calling thread
+    policy = BatchPolicy(max_queue_delay_s=0.005)
+    assert _threads_of_batches(policy, [1, 1]) == [(loop_thread, 1), (loop_thread, 1)]
+    # The first of a burst runs inline, blocking the loop: the three others are read only when it is done, then
+    # found together (a batch of 3, on the model's thread).
+    assert _threads_of_batches(policy, [4]) == [(loop_thread, 1), ("model_0", 3)]
+    off = BatchPolicy(max_queue_delay_s=0.005, inline_when_idle=False)
+    assert _threads_of_batches(off, [1, 4]) == [("model_0", 1), ("model_0", 1), ("model_0", 3)]

@@ -31,20 +31,23 @@ async def authorised(request: Request, plane: Plane) -> None:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed `limit` (declared or counted while reading)."""
-    too_large = PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise too_large(limit)
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise too_large
+                raise too_large(limit)
             chunks.append(chunk)
     except ClientDisconnect:
         raise BodyIncomplete("the connection closed before the request body arrived") from None
     return b"".join(chunks)
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
 
 
 def json_value(body: bytes) -> Any:
@@ -69,8 +72,11 @@ def parse(body: bytes, model: type[ModelT]) -> ModelT:
 
 def json_response(payload: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     """Our own payloads are built from validated data: dump them without validating them again."""
-    content = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-    return Response(content, status_code, headers, media_type="application/json")
+    return Response(json_bytes(payload), status_code, headers, media_type="application/json")
+
+
+def json_bytes(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def json_body_schema(model: type[BaseModel], required: bool = True) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 
 from service.dataplane import DataPlane
@@ -31,16 +34,25 @@ def kind_router(kinds: list[AnyKind]) -> APIRouter:
     return router
 
 
+async def answer(
+    plane: DataPlane, kind: AnyKind, authorization: str | None, read: Callable[[], Awaitable[bytes]]
+) -> dict[str, Any]:
+    """One request to a kind's route, inside its data-plane call: authorise, read and parse the body, infer."""
+    async with plane.call(kind.route.endpoint, authorization, kind.default_model) as call:
+        body = parse(await read(), kind.route.request)
+        return await plane.infer_json(call, kind, body)
+
+
 def _handler(kind: AnyKind):  # type: ignore[no-untyped-def]
+    """The FastAPI endpoint (OpenAPI, and the app without the middleware's direct path: `service.rest.direct`)."""
     route = kind.route
 
     async def handle(request: Request) -> Response:
         plane: DataPlane = await get_plane(request)
-        async with plane.call(
-            route.endpoint, request.headers.get("authorization"), kind.default_model
-        ) as call:
-            body = parse(await read_body(request, plane.settings.max_body_bytes), route.request)
-            return json_response(await plane.infer_json(call, kind, body))
+        limit = plane.settings.max_body_bytes
+        return json_response(
+            await answer(plane, kind, request.headers.get("authorization"), lambda: read_body(request, limit))
+        )
 
     handle.__doc__ = route.summary
     return handle

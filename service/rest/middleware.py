@@ -1,5 +1,5 @@
-"""The one pure-ASGI middleware, outermost in the app: the request id, the host check, the access log line, and the
-last word on crashes.
+"""The one pure-ASGI middleware, outermost in the app: the request id, the host check, the access log line, the
+last word on crashes, and the kinds' JSON routes answered directly (`service.rest.direct`).
 
 A crash (an exception no handler turned into a response) is answered here with the JSON 500, and the exception
 goes no further: Starlette's `ServerErrorMiddleware` would re-raise it after its own 500 and uvicorn would then drop
@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.logging import request_id_var
+from service.rest.direct import KindRoutes
 
 log = logging.getLogger("service.access")
 crash_log = logging.getLogger("service.app")
@@ -43,9 +44,12 @@ def host_matcher(patterns: Iterable[str]) -> re.Pattern[str] | None:
 
 
 class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str] = ("*",)) -> None:
+    def __init__(
+        self, app: ASGIApp, allowed_hosts: Iterable[str] = ("*",), direct: KindRoutes | None = None
+    ) -> None:
         self.app = app
         self.hosts = host_matcher(allowed_hosts)
+        self.direct = direct  # the kinds' JSON routes, answered here without the app (service.rest.direct)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,8 +69,12 @@ class RequestIdMiddleware:
 
         try:
             host = self._refused_host(scope)
+            direct = self.direct
+            kind = direct.handles(scope) if direct is not None else None
             if host is not None:
                 await _error(send_with_id, 400, f"host {host!r} is not served here")
+            elif direct is not None and kind is not None:
+                await direct(kind, scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
         except Exception:

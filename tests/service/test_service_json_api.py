@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from pydantic import SecretStr
 
-from tests.service.helpers import MODELS, default_chatbot
+import service.app as app_module
+from service.settings import Settings
+from tests.service.helpers import MODELS, default_chatbot, model_folder, serve_in_thread
 
 REPLIES = {
     entry["name"]: entry["reply"]
@@ -194,3 +198,51 @@ def test_responses_carry_a_request_id_and_echo_the_callers(client: httpx.Client)
         client.get("/v2/health/live", headers={"x-request-id": "abc-123"}).headers["x-request-id"]
         == "abc-123"
     )
+
+
+DIRECT_CASES: list[tuple[str, str, dict[str, str], bytes]] = [
+    ("POST", "/v1/chat", {"authorization": "Bearer k"}, b'{"message": "i forgot my password"}'),
+    ("POST", "/v1/chat", {"authorization": "Bearer k"}, b'{"message": "hi", "return_activations": true}'),
+    ("POST", "/v1/chat", {}, b'{"message": "i forgot my password"}'),
+    ("POST", "/v1/chat", {"authorization": "Bearer wrong"}, b'{"message": "hi"}'),
+    ("POST", "/v1/chat", {"authorization": "Bearer k"}, b'{"message": '),
+    ("POST", "/v1/chat", {"authorization": "Bearer k"}, b'{"message": 5}'),
+    ("POST", "/v1/chat", {"authorization": "Bearer k"}, b'{"message": "hi", "model": "nope"}'),
+    ("POST", "/v1/chat", {"authorization": "Bearer k"}, b'{"message": "' + b"x" * 5000 + b'"}'),
+    ("POST", "/v1/forecast", {"authorization": "Bearer k"}, b'{"series": [1, 2, 3]}'),
+    ("GET", "/v1/chat", {"authorization": "Bearer k"}, b""),
+]
+
+
+def test_the_direct_kind_routes_answer_exactly_as_the_fastapi_routes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The middleware answers POST /v1/chat and /v1/forecast without FastAPI (service.rest.direct); the FastAPI
+    # routes behind it are the reference: same status, body and headers for answers and every kind of error.
+    settings = Settings(
+        model_dir=model_folder(tmp_path, ["chatbot-peri"]),
+        api_key=SecretStr("k"),
+        max_body_bytes=4096,
+        warmup=False,
+    )
+
+    def answers() -> list[tuple[int, object, str | None, str | None]]:
+        with serve_in_thread(settings) as base, httpx.Client(base_url=base, timeout=30) as http:
+            out = []
+            for method, path, headers, body in DIRECT_CASES:
+                response = http.request(method, path, headers=headers, content=body)
+                out.append(
+                    (
+                        response.status_code,
+                        response.json(),
+                        response.headers.get("content-type"),
+                        response.headers.get("www-authenticate"),
+                    )
+                )
+            return out
+
+    direct = answers()
+    monkeypatch.setattr(app_module, "KindRoutes", lambda plane, kinds: None)  # the middleware passes them on
+    reference = answers()
+    assert [status for status, *_ in direct] == [200, 200, 401, 401, 422, 422, 404, 413, 422, 405]
+    assert direct == reference

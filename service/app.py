@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from service import __version__
 from service.dataplane import DataPlane
@@ -22,7 +23,7 @@ from service.errors import InvalidInput, LnserveError, format_validation_errors
 from service.rest import health, inspector, kserve, metrics, models, openai, openapi, repository
 from service.rest.direct import KindRoutes
 from service.rest.kinds import kind_router
-from service.rest.middleware import RequestIdMiddleware
+from service.rest.middleware import INTERNAL, RequestIdMiddleware
 from service.settings import Settings
 from service.v2codec import InferenceRequest
 
@@ -76,14 +77,21 @@ def create_app(settings: Settings | None = None, plane: DataPlane | None = None)
     ]
     openapi.install(app, plane, bodies)
     _add_error_handlers(app)
-    app.add_middleware(
-        RequestIdMiddleware, allowed_hosts=plane.settings.allowed_hosts, direct=KindRoutes(plane, kinds)
+    entry: ASGIApp = RequestIdMiddleware(
+        app, allowed_hosts=plane.settings.allowed_hosts, direct=KindRoutes(plane, kinds)
     )
     if plane.tracing.on:  # outermost: the access log line and everything below run inside the request span
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-        app.add_middleware(OpenTelemetryMiddleware)
+        entry = OpenTelemetryMiddleware(entry)
+    app.state.entry = entry
     return app
+
+
+def served(app: FastAPI) -> ASGIApp:
+    """What the server runs: the app inside its middleware (`create_app` builds both)."""
+    entry: ASGIApp = app.state.entry
+    return entry
 
 
 async def _start_grpc(plane: DataPlane) -> Any:
@@ -117,6 +125,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _error_response(InvalidInput(format_validation_errors(exc.errors())))
+
+    @app.exception_handler(Exception)  # a crash: Starlette's ServerErrorMiddleware sends this, then re-raises
+    async def on_crash(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": INTERNAL}, status_code=500)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

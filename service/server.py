@@ -16,7 +16,7 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
-from service.app import create_app
+from service.app import create_app, served
 from service.connections import Limits, protocol
 from service.logging import configure_logging
 from service.settings import Settings
@@ -50,7 +50,7 @@ def uvicorn_config(settings: Settings, app: FastAPI) -> uvicorn.Config:
         retry_after_s=settings.retry_after_s,
     )
     return uvicorn.Config(
-        app,
+        served(app),
         host=settings.host,
         port=settings.port,
         http=protocol(limits),

@@ -1,9 +1,13 @@
-"""The one pure-ASGI middleware, outermost in the app: the request id, the host check, the access log line, the
+"""The one pure-ASGI middleware, outside the FastAPI app: the request id, the host check, the access log line, the
 last word on crashes, and the kinds' JSON routes answered directly (`service.rest.direct`).
 
-A crash (an exception no handler turned into a response) is answered here with the JSON 500, and the exception
-goes no further: Starlette's `ServerErrorMiddleware` would re-raise it after its own 500 and uvicorn would then drop
-the keep-alive connection without `Connection: close`, so the client's next request on it would fail.
+It wraps the app rather than being added to it: FastAPI's own layers (its body limit and telemetry wrappers,
+Starlette's `ServerErrorMiddleware`, which wraps `send`) then cost nothing on the direct routes.
+
+A crash (an exception no handler turned into a response) is answered with the JSON 500 (by the app's handler for
+`Exception`, or here when it escaped before any response), and the exception goes no further: Starlette's
+`ServerErrorMiddleware` re-raises it after its 500, and uvicorn would then drop the keep-alive connection without
+`Connection: close`, so the client's next request on it would fail.
 
 Authorisation, body limits and request metrics belong to the data plane (the same for every protocol), not here.
 """
@@ -26,6 +30,7 @@ from service.rest.direct import KindRoutes
 log = logging.getLogger("service.access")
 crash_log = logging.getLogger("service.app")
 HEADER = b"x-request-id"
+INTERNAL = "internal server error"
 SANE_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # anything else is replaced (logs, headers)
 
 
@@ -58,13 +63,15 @@ class RequestIdMiddleware:
         rid = request_id(scope)
         token = request_id_var.set(rid)
         started = time.perf_counter()
-        status = 0
+        status, complete = 0, False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, complete
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), (HEADER, rid.encode("ascii"))]
+            elif message["type"] == "http.response.body":
+                complete = not message.get("more_body", False)
             await send(message)
 
         try:
@@ -79,9 +86,11 @@ class RequestIdMiddleware:
                 await self.app(scope, receive, send_with_id)
         except Exception:
             crash_log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if complete:
+                return  # the app's 500 is out (ServerErrorMiddleware re-raises after it): keep the connection
             if status:
                 raise  # half a response is out: only closing the connection can end it
-            await _error(send_with_id, 500, "internal server error")
+            await _error(send_with_id, 500, INTERNAL)
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             log.info(

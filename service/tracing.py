@@ -20,6 +20,7 @@ except ImportError:  # the otel extra is not installed: no trace ids, and LNSERV
     _trace = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
+_configured = False  # tracing is on in this process (trace ids in log lines)
 # perf_counter -> nanoseconds since the epoch, for spans made after the fact
 _EPOCH_NS = time.time_ns() - time.perf_counter_ns()
 
@@ -41,6 +42,8 @@ class Tracing:
             ) from exc
         _ensure_provider(trace)
         self.tracer = trace.get_tracer("lnserve")
+        global _configured
+        _configured = True
 
     @property
     def on(self) -> bool:
@@ -105,8 +108,8 @@ def _ensure_provider(trace: Any) -> None:
 
 
 def trace_ids() -> dict[str, str]:
-    """The current trace and span ids (for the JSON log lines), or nothing."""
-    if _trace is None:
+    """The current trace and span ids (for the JSON log lines), or nothing (at once when no provider is set)."""
+    if _trace is None or not _configured:
         return {}
     context = _trace.get_current_span().get_span_context()
     if not context.is_valid:

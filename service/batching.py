@@ -100,6 +100,7 @@ class DynamicBatcher(Generic[ItemT, OutT]):
         batch_key: Callable[[ItemT], Hashable] | None = None,
         version: str = "1",
         tracing: Tracing | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.model = model
         self.policy = policy
@@ -108,7 +109,9 @@ class DynamicBatcher(Generic[ItemT, OutT]):
         self._key = batch_key if policy.group_by_key and batch_key is not None else (lambda item: None)
         self._queues: dict[Hashable, deque[_Request[ItemT, OutT]]] = {}
         self._waiting = 0  # submitted and not yet handed to the runtime
-        self._running = False  # a batch is in the runtime
+        self._running = 0  # batches in the runtime
+        self._concurrency = concurrency
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._contended = False  # items arrived while the previous batch ran: worth waiting for companions
         self._tracing = tracing if tracing is not None and tracing.on else None
         self._arrived = asyncio.Event()
@@ -130,10 +133,11 @@ class DynamicBatcher(Generic[ItemT, OutT]):
             await asyncio.sleep(poll_s)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, *self._in_flight):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for queue in self._queues.values():
             for request in queue:
                 for pending in request.waiting:
@@ -211,6 +215,7 @@ class DynamicBatcher(Generic[ItemT, OutT]):
             self.policy.inline_when_idle
             and len(batch) == 1
             and not self._contended
+            and not self._running
             and not any(self._queues.values())
         )
 
@@ -236,39 +241,52 @@ class DynamicBatcher(Generic[ItemT, OutT]):
         return [entry for entry in batch if not entry.future.done()]  # timed-out requests are dropped
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Form batches and run them, at most `concurrency` at a time (each on a thread of the executor)."""
+        free = asyncio.Semaphore(self._concurrency)
         while True:
+            await free.acquire()
             batch = await self._collect()
             if not batch:
+                free.release()
                 continue
-            started = time.perf_counter()
-            for entry in batch:
-                self._queue_duration.observe(started - entry.enqueued)
-            self._batch_size.observe(len(batch))
-            items, wants = [e.item for e in batch], [e.wants_statistics for e in batch]
-            self._running = True
-            try:
-                if self._inline(batch):
-                    outcomes = self._run_batch(items, wants)
-                else:
-                    outcomes = await loop.run_in_executor(self._executor, self._run_batch, items, wants)
-            except (
-                Exception
-            ):  # a bug or a graph failure: fail this batch, keep serving; the log has the details
-                log.exception("inference failed for a batch of %d on %s", len(batch), self.model)
-                error = InternalError(f"inference failed on model {self.model}")
-                outcomes = [error] * len(batch)
-            finally:
-                self._running = False
-                self._contended = any(self._queues.values())
-            if self._tracing is not None:
-                diagnostic = any(getattr(o, "activations", None) is not None for o in outcomes)
-                requests = {id(e.trace): (e.trace, e.enqueued) for e in batch}.values()  # one per request
-                self._tracing.batch(requests, started, time.perf_counter(), len(batch), diagnostic)
-            for entry, outcome in zip(batch, outcomes, strict=True):
-                if entry.future.done():
-                    continue
-                if isinstance(outcome, LnserveError):
-                    entry.future.set_exception(outcome)
-                else:
-                    entry.future.set_result(outcome)
+            inline = self._inline(batch)
+            self._running += 1  # before the batch's task starts: `drain` must see it at once
+            if inline:
+                await self._run(batch, inline=True)
+                free.release()
+            else:
+                task = asyncio.get_running_loop().create_task(self._run(batch, inline=False))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+                task.add_done_callback(lambda _: free.release())
+
+    async def _run(self, batch: list[_Pending[ItemT, OutT]], inline: bool) -> None:
+        started = time.perf_counter()
+        for entry in batch:
+            self._queue_duration.observe(started - entry.enqueued)
+        self._batch_size.observe(len(batch))
+        items, wants = [e.item for e in batch], [e.wants_statistics for e in batch]
+        try:
+            if inline:
+                outcomes = self._run_batch(items, wants)
+            else:
+                loop = asyncio.get_running_loop()
+                outcomes = await loop.run_in_executor(self._executor, self._run_batch, items, wants)
+        except Exception:  # a bug or a graph failure: fail this batch, keep serving; the log has the details
+            log.exception("inference failed for a batch of %d on %s", len(batch), self.model)
+            error = InternalError(f"inference failed on model {self.model}")
+            outcomes = [error] * len(batch)
+        finally:
+            self._running -= 1
+            self._contended = any(self._queues.values())
+        if self._tracing is not None:
+            diagnostic = any(getattr(o, "activations", None) is not None for o in outcomes)
+            requests = {id(e.trace): (e.trace, e.enqueued) for e in batch}.values()  # one per request
+            self._tracing.batch(requests, started, time.perf_counter(), len(batch), diagnostic)
+        for entry, outcome in zip(batch, outcomes, strict=True):
+            if entry.future.done():
+                continue
+            if isinstance(outcome, LnserveError):
+                entry.future.set_exception(outcome)
+            else:
+                entry.future.set_result(outcome)

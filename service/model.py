@@ -46,11 +46,21 @@ class ServedModel:
             for path in (FAST, DIAGNOSTIC)
         }
         self._nonfinite = metrics.nonfinite_outputs.labels(self.name, self.version)
-        # One batch at a time, always on the same thread: a pool of several hands consecutive batches to
-        # different threads, and the wake-up of a cold one cost ~0.2 ms per request at c = 1 (docs/benchmarks.md).
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"lnserve-batch-{self.name}")
+        # One thread per batch the runtime may run at once, of this model alone: a shared pool of more threads
+        # hands consecutive batches to different threads, and waking a cold one cost ~0.2 ms per request at c = 1
+        # (docs/benchmarks.md).
+        self.concurrency = runtime.concurrency
+        self._threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"lnserve-batch-{self.name}")
         self.batcher: DynamicBatcher[Any, Prediction[Any]] = DynamicBatcher(
-            self.name, self.execute, policy, self._thread, metrics, runtime.batch_key, self.version, tracing
+            self.name,
+            self.execute,
+            policy,
+            self._threads,
+            metrics,
+            runtime.batch_key,
+            self.version,
+            tracing,
+            self.concurrency,
         )
 
     def start(self) -> None:
@@ -61,7 +71,7 @@ class ServedModel:
         reference)."""
         await self.batcher.drain()
         await self.batcher.stop()
-        self._thread.shutdown(wait=False)  # its last batch, if any, has answered (drained) or timed out
+        self._threads.shutdown(wait=False)  # its last batch, if any, has answered (drained) or timed out
         self.runtime.sessions = {}
 
     async def infer(self, job: Job[Any]) -> list[Prediction[Any]]:

@@ -131,7 +131,12 @@ class Settings(BaseSettings):
     """ONNX Runtime providers: `auto` (CUDA when available, else CPU), `cpu`, `cuda`, or a comma list of ORT names."""
 
     intra_op_threads: int = Field(default=0, ge=0)
-    """Threads per ONNX Runtime session; 0 fits them to the machine (the CPU count, at most 8; 1 on CUDA)."""
+    """Threads per ONNX Runtime session; 0 fits them to the machine (the CPU count shared by the concurrent batches,
+    at most 8 each; 1 on CUDA)."""
+
+    concurrent_batches: int = Field(default=0, ge=0, le=64)
+    """Batches one model runs at once on the CPU, each on its own thread (as Triton's instance count, with one
+    session); 0 fits it to the machine: 2 with two cores or more, else 1. Always 1 on CUDA."""
 
     intra_op_spinning: bool = True
     """Whether ONNX Runtime's intra-op threads spin while waiting for work (CPU provider). Off frees the core a

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from models.sidecar import DIAGNOSTIC, FAST, FileEntry, Sidecar
 from service.errors import LnserveError
 from service.runtime.precision import FP16_TOLERANCE, Fp16Unavailable, relative_error, to_fp16
-from service.runtime.providers import select_providers
+from service.runtime.providers import cpu_concurrency, select_providers
 from service.runtime.sessions import Model, Session, graph_batch_sizes, open_session
 
 if TYPE_CHECKING:
@@ -94,6 +94,8 @@ class RuntimeOptions:
     device_id: int = 0
     spinning: bool = True
     """Whether ORT's intra-op threads spin while they wait for work (CPU provider)."""
+    concurrent_batches: int = 0
+    """Batches of one model run at once on the CPU (0: `cpu_concurrency`'s rule); always 1 on CUDA."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuntimeOptions:
@@ -104,6 +106,7 @@ class RuntimeOptions:
             settings.cuda_graphs,
             settings.cuda_device_id,
             settings.intra_op_spinning,
+            settings.concurrent_batches,
         )
 
 
@@ -169,8 +172,22 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
         options = self.options
         graphs = options.cuda_graphs and model != self.artifact.file(DIAGNOSTIC)
         return open_session(
-            model, providers, options.intra_op_threads, options.device_id, graphs, fp16, options.spinning
+            model,
+            providers,
+            options.intra_op_threads,
+            options.device_id,
+            graphs,
+            fp16,
+            options.spinning,
+            cpu_concurrency(options.concurrent_batches),
         )
+
+    @property
+    def concurrency(self) -> int:
+        """Batches this runtime may run at once, each on its own thread: ORT sessions on the CPU are safe to call
+        from several threads; the CUDA path's bound buffers and captured graphs serve one batch at a time."""
+        on_cuda = any(getattr(session, "on_cuda", False) for session in self.sessions.values())
+        return 1 if on_cuda else cpu_concurrency(self.options.concurrent_batches)
 
     def _check_fp16(self, providers: list[str]) -> None:
         """Keep the fp16 fast graph only if it answers the warm-up batches as the fp32 diagnostic graph does."""

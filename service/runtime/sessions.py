@@ -23,7 +23,14 @@ import numpy as np
 import onnxruntime as ort
 
 from service.runtime.precision import relative_error
-from service.runtime.providers import CPU, CUDA, cuda_options, preload_cuda_dlls, session_options
+from service.runtime.providers import (
+    CPU,
+    CUDA,
+    cpu_threads,
+    cuda_options,
+    preload_cuda_dlls,
+    session_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +230,7 @@ def open_session(
     cuda_graphs: bool = False,
     fp16: bool = False,
     spinning: bool = True,
+    concurrency: int = 1,
 ) -> Session:
     """A `CudaSession` when CUDA is among `providers` and loads, else a plain session on the other providers."""
     if CUDA in providers:
@@ -231,5 +239,5 @@ def open_session(
             return cuda
         log.warning("the CUDA provider did not load; running on the CPU")
         providers = [name for name in providers if name != CUDA] or [CPU]
-    options = session_options(intra_op_threads, spinning=spinning)
+    options = session_options(cpu_threads(intra_op_threads, concurrency), spinning=spinning)
     return Session(ort.InferenceSession(_model_arg(model), options, providers=providers))

@@ -128,8 +128,13 @@ def test_a_lone_request_at_an_idle_model_never_waits_for_companions_but_busy_one
 ) -> None:
     # A 2 s queue delay: a request that finds the model idle runs at once; requests that arrive while a batch runs
     # wait for companions and are answered together.
+    # Inline runs off: a burst's requests that arrive one by one while an inline run blocks the loop are each
+    # found alone (see the test of inline runs below), which makes the count of batches a matter of timing.
     settings = Settings(
-        model_dir=model_folder(tmp_path, ["chatbot-peri"]), max_queue_delay_us=2_000_000, warmup=False
+        model_dir=model_folder(tmp_path, ["chatbot-peri"]),
+        max_queue_delay_us=2_000_000,
+        warmup=False,
+        inline_when_idle=False,
     )
     with serve_in_thread(settings) as base:
         lone = [httpx.post(base + "/v1/chat", json={"message": "hello"}, timeout=10) for _ in range(3)]
@@ -202,3 +207,29 @@ def test_a_lone_request_at_an_idle_model_runs_on_the_loop_thread_and_companions_
     assert _threads_of_batches(policy, [4]) == [(loop_thread, 1), ("model_0", 3)]
     off = BatchPolicy(max_queue_delay_s=0.005, inline_when_idle=False)
     assert _threads_of_batches(off, [1, 4]) == [("model_0", 1), ("model_0", 1), ("model_0", 3)]
+
+
+@pytest.mark.parametrize(("concurrency", "overlap"), [(1, False), (2, True)])
+def test_a_model_runs_up_to_its_concurrency_of_batches_at_once(concurrency: int, overlap: bool) -> None:
+    spans: list[tuple[float, float]] = []
+
+    def run_batch(items: list[int], wants: list[bool]) -> list[int]:
+        started = time.perf_counter()
+        time.sleep(0.1)
+        spans.append((started, time.perf_counter()))
+        return items
+
+    async def main() -> list[list[int]]:
+        policy = BatchPolicy(max_batch_size=1, max_queue_delay_s=0, inline_when_idle=False)
+        with ThreadPoolExecutor(concurrency) as pool:
+            batcher: DynamicBatcher[int, int] = DynamicBatcher(
+                "m", run_batch, policy, pool, Metrics(), concurrency=concurrency
+            )
+            batcher.start()
+            answers = await asyncio.gather(batcher.submit([1]), batcher.submit([2]))
+            await batcher.stop()
+        return list(answers)
+
+    assert asyncio.run(main()) == [[1], [2]]
+    (a_start, a_end), (b_start, b_end) = sorted(spans)
+    assert (b_start < a_end) is overlap

@@ -128,8 +128,8 @@ def test_a_lone_request_at_an_idle_model_never_waits_for_companions_but_busy_one
 ) -> None:
     # A 2 s queue delay: a request that finds the model idle runs at once; requests that arrive while a batch runs
     # wait for companions and are answered together.
-    # Inline runs off: a burst's requests that arrive one by one while an inline run blocks the loop are each
-    # found alone (see the test of inline runs below), which makes the count of batches a matter of timing.
+    # Inline runs off: burst requests that arrive one by one, each after the previous one's inline run, are each
+    # found alone (see the test of inline runs below), which would make the count of batches a matter of timing.
     settings = Settings(
         model_dir=model_folder(tmp_path, ["chatbot-peri"]),
         max_queue_delay_us=2_000_000,
@@ -231,5 +231,5 @@ def test_a_model_runs_up_to_its_concurrency_of_batches_at_once(concurrency: int,
         return list(answers)
 
     assert asyncio.run(main()) == [[1], [2]]
-    (a_start, a_end), (b_start, b_end) = sorted(spans)
-    assert (b_start < a_end) is overlap
+    first, second = sorted(spans)
+    assert (second[0] < first[1]) is overlap  # the second started before the first ended

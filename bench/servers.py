@@ -28,6 +28,7 @@ class ServerSpec:
     name: str
     env: dict[str, str] = field(default_factory=dict)
     noop: bool = False
+    cwd: Path | None = None  # another checkout of lnserve (its code runs; this interpreter and its packages)
 
     def command(self, port: int) -> list[str]:
         if self.noop:
@@ -75,7 +76,11 @@ def started(spec: ServerSpec, log_dir: Path) -> Iterator[tuple[str, subprocess.P
     log = log_dir / f"{spec.name.replace(' ', '_').replace('/', '_')}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            spec.command(port), cwd=ROOT, env=clean_env(spec.env), stdout=out, stderr=subprocess.STDOUT
+            spec.command(port),
+            cwd=spec.cwd or ROOT,
+            env=clean_env(spec.env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://{HOST}:{port}"
     PIDS[url] = proc.pid

@@ -53,6 +53,13 @@ class BatchPolicy(BaseModel):
         description="Wait `max_queue_delay_s` for companions even when the model is idle. Off: a lone request "
         "finding the model idle (nothing arrived while the previous batch ran) runs at once.",
     )
+    concurrent_batches: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Batches the model runs at once on the CPU, each on its own thread (0: the machine's rule, "
+        "`service.runtime.providers.cpu_concurrency`); the runtime runs one at a time on CUDA.",
+    )
     inline_when_idle: bool = Field(
         default=True,
         description="Run a lone request that finds the model idle on the event loop's own thread, without the "

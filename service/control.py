@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from concurrent.futures import Executor
+from dataclasses import replace
 from pathlib import Path
 
 from service.errors import LoadFailed, ModelControlDisabled, ModelNotFound
@@ -224,9 +225,10 @@ class ModelControl:
         """Verify, load and warm up one version (in a worker thread)."""
         settings = self.settings
         verify_files(artifact)
-        runtime = kind.runtime(artifact, RuntimeOptions.from_settings(settings))
-        runtime.load()
         policy = settings.batch_policy(kind.name, kind.batching, artifact.name)
+        options = replace(RuntimeOptions.from_settings(settings), concurrent_batches=policy.concurrent_batches)
+        runtime = kind.runtime(artifact, options)
+        runtime.load()
         if settings.warmup:
             runtime.warmup(sorted({1, policy.max_batch_size}))
         return ServedModel(

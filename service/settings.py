@@ -64,6 +64,8 @@ class ModelSettings(BaseModel):
     """Wait `max_queue_delay_us` for companions even when the model is idle (default: a lone request runs at once)."""
     inline_when_idle: bool | None = None
     """Run a lone request at an idle model on the event loop's thread (default), without the thread hand-over."""
+    concurrent_batches: int | None = Field(default=None, ge=0, le=64)
+    """Batches the model runs at once on the CPU (0: the machine's rule)."""
     version_policy: VersionPolicy | None = None
     """Which versions of the model are served, e.g. `{"latest": 2}`, `{"all": true}`, `{"specific": [1, 3]}`."""
 
@@ -136,7 +138,8 @@ class Settings(BaseSettings):
 
     concurrent_batches: int = Field(default=0, ge=0, le=64)
     """Batches one model runs at once on the CPU, each on its own thread (as Triton's instance count, with one
-    session); 0 fits it to the machine: 2 with two cores or more, else 1. Always 1 on CUDA."""
+    session); 0 fits it to the machine: 2 with two cores or more, else 1. A kind may default to 1 (the forecaster:
+    its unrolled LSTM gains more from two threads per batch). Always 1 on CUDA."""
 
     intra_op_spinning: bool = True
     """Whether ONNX Runtime's intra-op threads spin while waiting for work (CPU provider). Off frees the core a
@@ -258,6 +261,7 @@ class Settings(BaseSettings):
             retry_after_s=self.retry_after_s,
             wait_when_idle=self.wait_when_idle,
             inline_when_idle=self.inline_when_idle,
+            concurrent_batches=self.concurrent_batches,
         )
         defaults = {k: v for k, v in kind_defaults.items() if k not in given}
         policy = base.merged(policy_fields(defaults))

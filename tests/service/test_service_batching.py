@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.app import create_app
 from service.batching import BatchPolicy, DynamicBatcher
 from service.metrics import Metrics
 from service.settings import Settings
@@ -233,3 +235,28 @@ def test_a_model_runs_up_to_its_concurrency_of_batches_at_once(concurrency: int,
     assert asyncio.run(main()) == [[1], [2]]
     first, second = sorted(spans)
     assert (second[0] < first[1]) is overlap  # the second started before the first ended
+
+
+@pytest.mark.parametrize("configured", [None, 1])
+def test_the_chatbot_runs_two_batches_at_once_with_a_core_each_and_the_forecaster_one_with_every_core(
+    tmp_path: Path, configured: int | None
+) -> None:
+    cores = min(os.cpu_count() or 1, 8)
+    given = {} if configured is None else {"concurrent_batches": configured}
+    settings = Settings(
+        model_dir=model_folder(tmp_path, ["chatbot-peri"], forecaster=True), warmup=False, **given
+    )
+    app = create_app(settings)
+    with serve_in_thread(settings, app=app) as base:
+        assert httpx.post(base + "/v1/chat", json={"message": "hello"}).status_code == 200
+        served = {m.name: m for m in app.state.dataplane.repository.served()}
+        threads = {
+            name: model.runtime.sessions["fast"].session.get_session_options().intra_op_num_threads
+            for name, model in served.items()
+        }
+    chat = configured or (2 if cores >= 2 else 1)
+    assert {name: model.concurrency for name, model in served.items()} == {
+        "chatbot-peri": chat,
+        "forecaster": 1,
+    }
+    assert threads == {"chatbot-peri": max(1, cores // chat), "forecaster": cores}

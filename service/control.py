@@ -226,7 +226,9 @@ class ModelControl:
         settings = self.settings
         verify_files(artifact)
         policy = settings.batch_policy(kind.name, kind.batching, artifact.name)
-        options = replace(RuntimeOptions.from_settings(settings), concurrent_batches=policy.concurrent_batches)
+        options = replace(
+            RuntimeOptions.from_settings(settings), concurrent_batches=policy.concurrent_batches
+        )
         runtime = kind.runtime(artifact, options)
         runtime.load()
         if settings.warmup:

@@ -107,7 +107,14 @@ def test_a_long_message_keeps_its_head_and_its_tail() -> None:
 def test_one_text_is_encoded_as_in_a_batch() -> None:
     # `encode` takes the tokenizer's single-text path for one text (no thread-pool hand-off); the ids are the same
     tok = load_tokenizer(data.TOKENIZER_FILE)
-    texts = ["hi", "", "   ", "I FORGOT my pasword!!", "é ü 漢字 🙂", " ".join(["cancel my plan please"] * 60)]
+    texts = [
+        "hi",
+        "",
+        "   ",
+        "I FORGOT my pasword!!",
+        "é ü 漢字 🙂",
+        " ".join(["cancel my plan please"] * 60),
+    ]
     batched = encode(tok, texts, 128)
     assert [encode(tok, [text], 128)[0] for text in texts] == batched
     assert batched[1] == [UNK_ID] and len(batched[-1]) == 128

@@ -133,8 +133,8 @@ class Settings(BaseSettings):
     """ONNX Runtime providers: `auto` (CUDA when available, else CPU), `cpu`, `cuda`, or a comma list of ORT names."""
 
     intra_op_threads: int = Field(default=0, ge=0)
-    """Threads per ONNX Runtime session; 0 fits them to the machine (the CPU count shared by the concurrent batches,
-    at most 8 each; 1 on CUDA)."""
+    """Threads per ONNX Runtime session; 0 fits them to the machine (the usable cores, i.e. the CPU affinity capped by
+    a container's CPU limit, shared by the concurrent batches, at most 8 each; 1 on CUDA)."""
 
     concurrent_batches: int = Field(default=0, ge=0, le=64)
     """Batches one model runs at once on the CPU, each on its own thread (as Triton's instance count, with one

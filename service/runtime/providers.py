@@ -4,8 +4,11 @@ provider's options."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
+import math
 import os
+from pathlib import Path
 
 import onnxruntime as ort
 
@@ -67,19 +70,51 @@ def preload_cuda_dlls() -> None:
         _dlls_preloaded = True
 
 
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_quota(root: Path = CGROUP) -> float | None:
+    """The CPU quota of this process's cgroup in cores (a container's CPU limit), or None when there is none:
+    cgroup v2 `cpu.max` ("200000 100000" = 2 cores, "max ..." = none), else v1 `cpu.cfs_quota_us` / period."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+@functools.cache
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity (a cpuset), capped by its cgroup's CPU quota rounded up. In a
+    pod with a 2-CPU limit on a 64-core node `os.cpu_count()` says 64; ORT threads sized by it would fight over the
+    quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota else max(1, cores)
+
+
 def cpu_concurrency(configured: int = 0) -> int:
     """Batches one model runs at once on the CPU: as configured, else 2 when the machine has two cores or more.
 
     Measured on 2 cores (docs/benchmarks.md): two batches at once with one ORT thread each beat one batch with two
     threads at every load (c = 1 1.11x, 16 1.25x, 64 1.19x): the second core computes a batch instead of spinning
     for the first one's parallel sections. More than two was not measured; the rule stays at two."""
-    return configured or (2 if (os.cpu_count() or 1) >= 2 else 1)
+    return configured or (2 if usable_cores() >= 2 else 1)
 
 
 def cpu_threads(configured: int, concurrency: int) -> int:
     """ORT intra-op threads per session: as configured, else the cores shared by the batches run at once (at most
     8 each; more threads than cores spin)."""
-    return configured or max(1, min((os.cpu_count() or 1) // concurrency, 8))
+    return configured or max(1, min(usable_cores() // concurrency, 8))
 
 
 def session_options(

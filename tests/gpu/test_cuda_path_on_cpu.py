@@ -4,7 +4,6 @@ and their parity gate (on the CPU provider, which runs the same float16 graphs).
 from __future__ import annotations
 
 import mmap
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from models.sidecar import FAST, read
 from service.metrics import Metrics
 from service.runtime.base import Artifact, RuntimeOptions
 from service.runtime.precision import FP16_TOLERANCE, relative_error, to_fp16
-from service.runtime.providers import CPU, cuda_device_count, cuda_options, session_options
+from service.runtime.providers import CPU, cuda_device_count, cuda_options, session_options, usable_cores
 from service.runtime.sessions import (
     CudaSession,
     Session,
@@ -64,7 +63,7 @@ def test_graph_and_fp16_options_are_added_only_when_asked_for() -> None:
 
 def test_cuda_sessions_get_one_thread_and_cpu_sessions_keep_the_machine_fit() -> None:
     assert session_options(0, on_cuda=True).intra_op_num_threads == 1
-    assert session_options(0).intra_op_num_threads == min(os.cpu_count() or 1, 8)
+    assert session_options(0).intra_op_num_threads == min(usable_cores(), 8)
     assert (
         session_options(3, on_cuda=True).intra_op_num_threads == 3 == session_options(3).intra_op_num_threads
     )

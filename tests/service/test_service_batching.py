@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ import pytest
 from service.app import create_app
 from service.batching import BatchPolicy, DynamicBatcher
 from service.metrics import Metrics
+from service.runtime.providers import cgroup_cpu_quota, usable_cores
 from service.settings import Settings
 from tests.service.helpers import model_folder, serve_in_thread
 from tests.service.test_service_protocols import sample
@@ -241,7 +241,7 @@ def test_a_model_runs_up_to_its_concurrency_of_batches_at_once(concurrency: int,
 def test_the_chatbot_runs_two_batches_at_once_with_a_core_each_and_the_forecaster_one_with_every_core(
     tmp_path: Path, configured: int | None
 ) -> None:
-    cores = min(os.cpu_count() or 1, 8)
+    cores = min(usable_cores(), 8)
     given = {} if configured is None else {"concurrent_batches": configured}
     settings = Settings(
         model_dir=model_folder(tmp_path, ["chatbot-peri"], forecaster=True), warmup=False, **given
@@ -260,3 +260,23 @@ def test_the_chatbot_runs_two_batches_at_once_with_a_core_each_and_the_forecaste
         "forecaster": 1,
     }
     assert threads == {"chatbot-peri": max(1, cores // chat), "forecaster": cores}
+
+
+@pytest.mark.parametrize(
+    ("files", "cores"),
+    [
+        ({"cpu.max": "200000 100000\n"}, 2.0),
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "150000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1.5),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+)
+def test_a_containers_cpu_limit_is_read_from_its_cgroup(
+    tmp_path: Path, files: dict[str, str], cores: float | None
+) -> None:
+    # cgroup v2's cpu.max, else v1's CFS quota: the limit the thread rule caps the cores at (usable_cores)
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpu_quota(tmp_path) == cores

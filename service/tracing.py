@@ -108,7 +108,7 @@ def _ensure_provider(trace: Any) -> None:
 
 
 def trace_ids() -> dict[str, str]:
-    """The current trace and span ids (for the JSON log lines), or nothing (at once when no provider is set)."""
+    """The current trace and span ids (for the JSON log lines), or nothing (at once when tracing is off)."""
     if _trace is None or not _configured:
         return {}
     context = _trace.get_current_span().get_span_context()

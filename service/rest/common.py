@@ -7,7 +7,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Response
 from pydantic import BaseModel, ValidationError
-from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from service.dataplane import DataPlane
 from service.errors import BodyIncomplete, InvalidInput, PayloadTooLarge, format_validation_errors
@@ -30,24 +30,29 @@ async def authorised(request: Request, plane: Plane) -> None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit` (declared or counted while reading)."""
+    """The body of a request no one has read yet (`receive_body` on its ASGI messages)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
+    return await receive_body(request.receive, declared.encode("latin-1") if declared else None, limit)
+
+
+async def receive_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
+    """The body from the ASGI messages, refused with 413 as soon as it is known to exceed `limit` (its declared
+    `content-length`, or counted while reading); 408 when the client goes away first."""
+    too_large = PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
     chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit)
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise BodyIncomplete("the connection closed before the request body arrived") from None
-    return b"".join(chunks)
-
-
-def too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BodyIncomplete("the connection closed before the request body arrived")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def json_value(body: bytes) -> Any:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from starlette.types import Receive, Scope, Send
 
 from service.dataplane import DataPlane
-from service.errors import BodyIncomplete, LnserveError
+from service.errors import LnserveError
 from service.kinds import AnyKind
-from service.rest.common import json_bytes, too_large
+from service.rest.common import json_bytes, receive_body
 from service.rest.kinds import answer
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -43,7 +43,7 @@ class KindRoutes:
                 self.plane,
                 kind,
                 authorization.decode("latin-1") if authorization is not None else None,
-                lambda: _body(receive, declared, self.plane.settings.max_body_bytes),
+                lambda: receive_body(receive, declared, self.plane.settings.max_body_bytes),
             )
             status, body, extra = 200, json_bytes(payload), []
         except LnserveError as exc:
@@ -62,21 +62,3 @@ class KindRoutes:
 def _first(scope: Scope, name: bytes) -> bytes | None:
     """A header's first value (as Starlette's `Headers.get`)."""
     return next((value for key, value in scope["headers"] if key == name), None)
-
-
-async def _body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `limit` (as `common.read_body`)."""
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large(limit)
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise BodyIncomplete("the connection closed before the request body arrived")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)

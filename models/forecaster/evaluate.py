@@ -18,7 +18,7 @@ import numpy as np
 from models.forecaster.baselines import baselines
 from models.forecaster.data import TEST_SETS, TestSeries, test_set
 from models.forecaster.features import make_inputs, to_original_units
-from models.forecaster.metrics import score
+from models.forecaster.metrics import band_coverage, score
 
 ROWS = (
     "forecaster",
@@ -36,6 +36,8 @@ METRICS = (
     ("coverage_80", "10–90% coverage", 3),
 )
 BATCH = 64
+BAND_SCALES = (0.9, 0.85)  # narrower bands the coverage table also scores
+TAIL_MIN_HISTORY = 12  # a training tail is forecast only from at least this many values
 
 
 def load_runtime(folder: Path):  # type: ignore[no-untyped-def]
@@ -69,6 +71,49 @@ def theta_forecasts(series: list[TestSeries], context_length: int, max_horizon: 
     return to_original_units(np.repeat(feeds["anchor"][:, :, None], n_q, axis=-1), scales)
 
 
+def training_tails(series: list[TestSeries]) -> list[TestSeries]:
+    """The last horizon of each training part as a forecast window, from what precedes it: the same forecast one
+    horizon earlier, scored on data the series has already shown (never the test part). Series whose training
+    part is too short to keep TAIL_MIN_HISTORY values are left out."""
+    return [
+        TestSeries(s.name, s.x[: -len(s.xx)], s.x[-len(s.xx) :], s.season_length)
+        for s in series
+        if len(s.x) - len(s.xx) >= TAIL_MIN_HISTORY
+    ]
+
+
+def coverage_study(runtime, series: list[TestSeries], forecasts: np.ndarray) -> dict:  # type: ignore[no-untyped-def]
+    """The 10–90% band on the test part at full width and narrowed (BAND_SCALES), and on the training tails."""
+    quantiles = runtime.quantile_levels
+    futures = [s.xx for s in series]
+    tails = training_tails(series)
+    return {
+        "test": band_coverage(futures, forecasts, quantiles),
+        "narrowed": {str(k): band_coverage(futures, forecasts, quantiles, k) for k in BAND_SCALES},
+        "training_tail": band_coverage([s.xx for s in tails], served_forecasts(runtime, tails), quantiles),
+        "n_tails": len(tails),
+    }
+
+
+def format_coverage(results: dict) -> str:
+    head = (
+        "### Coverage of the 10–90% band\n\n"
+        "The forecaster's band on the test part, the same band narrowed around its median, and on each series' "
+        "training tail (its last horizon, forecast from what precedes it).\n\n"
+        "| set | test | "
+        + " | ".join(f"test, band x {k}" for k in BAND_SCALES)
+        + " | training tail (series) |\n| --- |"
+        + " ---: |" * (2 + len(BAND_SCALES))
+    )
+    rows = [
+        f"| {name} | {c['test']:.3f} | "
+        + " | ".join(f"{c['narrowed'][str(k)]:.3f}" for k in BAND_SCALES)
+        + f" | {c['training_tail']:.3f} ({c['n_tails']}) |"
+        for name, c in ((n, r["coverage"]) for n, r in results.items())
+    ]
+    return head + "\n" + "\n".join(rows)
+
+
 def evaluate_set(name: str, runtime, cache_dir: Path, recompute: bool, n_jobs: int = 1) -> dict:  # type: ignore[no-untyped-def]
     series = test_set(name)
     quantiles = runtime.quantile_levels
@@ -86,6 +131,7 @@ def evaluate_set(name: str, runtime, cache_dir: Path, recompute: bool, n_jobs: i
     table = {row: score(*args, forecasts[row], quantiles) for row in ROWS if row in forecasts}
     return {
         "models": table,
+        "coverage": coverage_study(runtime, series, forecasts["forecaster"]),
         "n_series": len(series),
         "horizon": len(series[0].xx),
         "forecaster_seconds": round(served_seconds, 2),
@@ -123,11 +169,14 @@ def run_evaluation(
         results[name] = evaluate_set(name, runtime, cache_dir, recompute, n_jobs)
         report.append(format_table(name, results[name]))
         print(report[-1] + "\n", flush=True)
+    report.append(format_coverage(results))
+    print(report[-1] + "\n", flush=True)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("\n\n".join(report) + "\n")
         summary = {
-            n: {"models": r["models"], "baseline_seconds": r["baseline_seconds"]} for n, r in results.items()
+            n: {"models": r["models"], "coverage": r["coverage"], "baseline_seconds": r["baseline_seconds"]}
+            for n, r in results.items()
         }
         out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
         forecasts = {f"{n}/{m}": f for n, r in results.items() for m, f in r["forecasts"].items()}

@@ -9,10 +9,10 @@ import pytest
 
 from models.sidecar import read
 from service.kinds.chatbot.runtime import ChatbotRuntime, ChatResult, length_buckets
-from service.kinds.forecaster.runtime import interpolate_quantiles
+from service.kinds.forecaster.runtime import ForecasterRuntime, interpolate_quantiles
 from service.runtime.base import Artifact, Prediction, RuntimeOptions
 from service.runtime.providers import CUDA, cuda_device_count, select_providers
-from tests.service.helpers import CHATBOT_ARTIFACTS, MODELS
+from tests.service.helpers import CHATBOT_ARTIFACTS, FORECASTER_ARTIFACTS, MODELS
 
 
 def load_chatbot(variant: str = "chatbot-peri") -> ChatbotRuntime:
@@ -86,6 +86,41 @@ def test_quantiles_between_the_models_levels_are_interpolated() -> None:
     values = np.array([[1.0, 2.0, 4.0], [10.0, 20.0, 40.0]], dtype=np.float32)  # (H=2, levels 0.1/0.5/0.9)
     out = interpolate_quantiles([0.1, 0.5, 0.9], values, [0.1, 0.3, 0.7, 0.9])
     np.testing.assert_allclose(out, [[1.0, 1.5, 3.0, 4.0], [10.0, 15.0, 30.0, 40.0]])
+
+
+def load_forecaster() -> ForecasterRuntime:
+    folder = FORECASTER_ARTIFACTS / "forecaster"
+    runtime = ForecasterRuntime(Artifact(folder, read(folder / "sidecar.json")), RuntimeOptions("cpu", 1))
+    runtime.load()
+    return runtime
+
+
+def synthetic_series(n: int, seed: int = 0) -> list[tuple[np.ndarray, int]]:
+    """Seasonal, trending, noisy series of 8 to 200 points with season lengths 1, 4 and 12."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        m = (1, 4, 12)[i % 3]
+        t = np.arange(int(rng.integers(8, 201)))
+        y = 100 + rng.uniform(-0.5, 2) * t + 20 * np.sin(2 * np.pi * t / m + i) + rng.normal(0, 5, t.size)
+        out.append((y.astype(np.float32), m))
+    return out
+
+
+def test_a_forecast_batch_gives_each_series_what_it_gets_alone() -> None:
+    """A series' quantiles and graph inputs do not depend on its batch companions."""
+    runtime = load_forecaster()
+    series = synthetic_series(24)
+    items = [runtime.item(y, m, row) for row, (y, m) in enumerate(series)]
+    batched = runtime.predict(items, False)
+    for item, outcome in zip(items, batched, strict=True):
+        (alone,) = runtime.predict([item], False)
+        assert isinstance(outcome, Prediction) and isinstance(alone, Prediction)
+        np.testing.assert_allclose(outcome.result.quantiles, alone.result.quantiles, rtol=1e-5)
+    feeds = runtime.feeds(items)
+    for row, item in enumerate(items):
+        for name, value in runtime.feeds([item]).items():
+            np.testing.assert_allclose(feeds[name][row : row + 1], value, rtol=1e-6, atol=1e-7)
 
 
 def spinning_entry(options: object) -> str | None:

@@ -2,7 +2,7 @@
 plain ONNX Runtime session of the default artifact's ``fast.onnx``.
 
 - tokens: the shipped tokenizer through ``models.chatbot.tokenizer.encode`` (``ChatbotRuntime.item``);
-- feeds: right-padded to the service's length bucket of the longest message in the batch (``ChatbotRuntime.feeds``);
+- feeds: right-padded to the longest message in the batch, as the service does on the CPU (``ChatbotRuntime.feeds``);
 - session: ``service.runtime.providers.session_options`` with the service's thread count, CPU provider;
 - answer: the service's intent decision (temperature, confidence and margin thresholds, ``out_of_scope``, replies).
 

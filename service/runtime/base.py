@@ -183,11 +183,14 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
         )
 
     @property
+    def on_cuda(self) -> bool:
+        return any(getattr(session, "on_cuda", False) for session in self.sessions.values())
+
+    @property
     def concurrency(self) -> int:
         """Batches this runtime may run at once, each on its own thread: ORT sessions on the CPU are safe to call
         from several threads; the CUDA path's bound buffers and captured graphs serve one batch at a time."""
-        on_cuda = any(getattr(session, "on_cuda", False) for session in self.sessions.values())
-        return 1 if on_cuda else cpu_concurrency(self.options.concurrent_batches)
+        return 1 if self.on_cuda else cpu_concurrency(self.options.concurrent_batches)
 
     def _check_fp16(self, providers: list[str]) -> None:
         """Keep the fp16 fast graph only if it answers the warm-up batches as the fp32 diagnostic graph does."""

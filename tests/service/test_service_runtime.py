@@ -58,6 +58,28 @@ def test_padding_to_a_longer_bucket_does_not_change_the_answer() -> None:
     np.testing.assert_allclose(with_long.activations, alone.activations, rtol=1e-4, atol=1e-5)
 
 
+def test_on_the_cpu_a_batch_is_padded_to_its_longest_message_with_the_bucket_padded_answer() -> None:
+    runtime = load_chatbot("chatbot-post")
+    items = [
+        runtime.item(text)
+        for text in ("cancel my plan", "i was charged twice for the same invoice last month")
+    ]
+    longest = max(len(item.ids) for item in items)
+    assert not runtime.on_cuda and runtime.bucket(longest) > longest
+    feeds = runtime.feeds(items)
+    assert feeds["input_ids"].shape == (2, longest)
+    assert feeds["attention_mask"].sum(axis=1).tolist() == [len(item.ids) for item in items]
+    bucket = runtime.bucket(longest)
+    padded = {name: np.pad(value, ((0, 0), (0, bucket - longest))) for name, value in feeds.items()}
+    for diagnostic in (False, True):
+        exact, exact_acts = runtime.run_graph(diagnostic, feeds, ["logits"])
+        full, full_acts = runtime.run_graph(diagnostic, padded, ["logits"])
+        np.testing.assert_allclose(exact[0], full[0], rtol=1e-5, atol=1e-6)
+        if diagnostic:
+            assert exact_acts is not None and full_acts is not None
+            np.testing.assert_allclose(exact_acts, full_acts, rtol=1e-4, atol=1e-5)
+
+
 def test_an_empty_text_is_one_unknown_token_in_training_and_serving_alike() -> None:
     from models.chatbot.tokenizer import UNK_ID
 

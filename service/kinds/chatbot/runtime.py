@@ -1,4 +1,5 @@
-"""Chatbot runtime: the shipped tokenizer per item, a length bucket per batch, the thresholds and replies per item."""
+"""Chatbot runtime: the shipped tokenizer per item, a length bucket per batch (padded to its longest message on the
+CPU, to the bucket on CUDA), the thresholds and replies per item."""
 
 from __future__ import annotations
 
@@ -99,7 +100,11 @@ class ChatbotRuntime(Runtime[ChatItem, ChatResult]):
         ]
 
     def feeds(self, items: list[ChatItem]) -> dict[str, np.ndarray]:
-        length = self.bucket(max(len(item.ids) for item in items))
+        longest = max(len(item.ids) for item in items)
+        # On the CPU a batch is padded to its longest message only: the graph takes any length and the mask makes
+        # padding inert, so a lone 13-token message is not computed at 16 tokens, nor a batch of <= 40 at 64. On
+        # CUDA, to the bucket's length: the shape its graph was captured at.
+        length = self.bucket(longest) if self.on_cuda else longest
         input_ids = np.full((len(items), length), self.config.pad_id, dtype=np.int64)  # (B, L) right-padded
         mask = np.zeros((len(items), length), dtype=np.int64)  # (B, L) 1 = real token
         for row, item in enumerate(items):

@@ -145,6 +145,18 @@ def test_a_forecast_batch_gives_each_series_what_it_gets_alone() -> None:
             np.testing.assert_allclose(feeds[name][row : row + 1], value, rtol=1e-6, atol=1e-7)
 
 
+def test_interpolated_quantiles_are_np_interp_of_each_step_and_the_model_levels_come_back_exactly() -> None:
+    levels = [0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95]
+    rng = np.random.default_rng(0)
+    values = np.sort(rng.normal(0, 1e3, (18, len(levels))), axis=1).astype(np.float32)
+    wanted = [0.01, 0.05, 0.2, 0.5, 0.6, 0.93, 0.99]  # below, on and beyond the model's levels
+    expected = np.array([[np.interp(w, levels, row) for w in wanted] for row in values], dtype=np.float32)
+    np.testing.assert_allclose(interpolate_quantiles(levels, values, wanted), expected, rtol=1e-6)
+    assert np.array_equal(interpolate_quantiles(levels, values, levels), values)
+    one_level = interpolate_quantiles([0.5], values[:, :1], [0.1, 0.5, 0.9])
+    assert np.array_equal(one_level, np.repeat(values[:, :1], 3, axis=1))
+
+
 def spinning_entry(options: object) -> str | None:
     """The session's `allow_spinning` entry; None when unset (ORT's default: spinning allowed)."""
     try:

@@ -39,11 +39,17 @@ class ForecastResult:
 
 
 def interpolate_quantiles(levels: list[float], values: FloatArray, wanted: list[float]) -> FloatArray:
-    """Quantiles at `wanted` levels, linear between the model's levels; `values` is (H, n_levels)."""
-    out = np.empty((values.shape[0], len(wanted)), dtype=np.float32)  # (H, n_wanted)
-    for j, level in enumerate(wanted):
-        out[:, j] = [np.interp(level, levels, row) for row in values]
-    return out
+    """Quantiles at `wanted` levels, linear between the model's levels (held at the end levels beyond them, as
+    `np.interp`); `values` is (H, n_levels). One weighted sum of two columns per wanted level, for every step."""
+    grid = np.asarray(levels, dtype=np.float64)
+    if grid.size == 1:
+        return np.repeat(values[:, :1], len(wanted), axis=1).astype(np.float32)
+    x = np.clip(np.asarray(wanted, dtype=np.float64), grid[0], grid[-1])
+    upper = np.clip(np.searchsorted(grid, x, side="right"), 1, grid.size - 1)  # (n_wanted,)
+    lower = upper - 1
+    weight = (x - grid[lower]) / (grid[upper] - grid[lower])
+    out = values[:, lower] * (1.0 - weight) + values[:, upper] * weight  # (H, n_wanted)
+    return out.astype(np.float32)
 
 
 class ForecasterRuntime(Runtime[ForecastItem, ForecastResult]):

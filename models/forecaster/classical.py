@@ -139,5 +139,5 @@ def decompose(x: np.ndarray, mask: np.ndarray, m: np.ndarray) -> Decomposition:
 def take_phase(season: np.ndarray, m: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """season [B, m_max] indexed at offsets [B or 1, K] (steps relative to the origin: -1 = last value,
     0 = first forecast step), each row with its own m -> [B, K]."""
-    offsets = np.broadcast_to(offsets, (season.shape[0], offsets.shape[-1]))
-    return np.take_along_axis(season, offsets % np.maximum(m, 1)[:, None], axis=1)
+    rows = np.arange(season.shape[0])[:, None]  # [B, 1]
+    return season[rows, offsets % np.maximum(m, 1)[:, None]]

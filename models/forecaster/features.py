@@ -72,7 +72,7 @@ def make_inputs(
             m == 1,
             m == 4,
             m == 12,
-            ~np.isin(m, (1, 4, 12)),
+            (m != 1) & (m != 4) & (m != 12),
             dec.seasonal,
             dec.alpha,
             np.log(n) / 5,
@@ -81,7 +81,8 @@ def make_inputs(
         ],
         axis=1,
     ).astype(np.float64)
-    static = np.pad(static, ((0, 0), (0, N_STATIC - static.shape[1])))  # one spare column, always 0
+    spare = np.zeros((static.shape[0], N_STATIC - static.shape[1]))  # one spare column, always 0
+    static = np.concatenate([static, spare], axis=1)
     C = context_length
     feeds = {
         "context": z[:, -C:],

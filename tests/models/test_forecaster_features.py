@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from models.forecaster.classical import ALPHAS, decompose, seasonality_test, ses
+from models.forecaster.classical import ALPHAS, decompose, seasonality_test, ses, take_phase
 from models.forecaster.features import (
     INPUT_NAMES,
     N_STATIC,
@@ -114,3 +114,14 @@ def test_constant_series_gives_a_flat_anchor_and_non_finite_values_are_refused()
     np.testing.assert_allclose(to_original_units(feeds["anchor"][:, :, None], scales)[0, :, 0], 42.0)
     with pytest.raises(ValueError, match="finite"):
         make_inputs([np.array([1.0, np.nan])], [1], context_length=4)
+
+
+def test_take_phase_reads_each_rows_own_season_length() -> None:
+    season = np.arange(24, dtype=np.float64).reshape(2, 12)  # row 0: m = 12, row 1: m = 4 (first 4 columns)
+    m = np.array([12, 4])
+    offsets = np.arange(-6, 6)[None, :]  # -1 = the last value's phase, 0 = the first forecast step's
+    got = take_phase(season, m, offsets)
+    expected = [[season[r, o % m[r]] for o in range(-6, 6)] for r in range(2)]
+    np.testing.assert_array_equal(got, expected)
+    per_row = np.stack([np.arange(-3, 0), np.arange(0, 3)])  # [B, K] offsets, one row each
+    np.testing.assert_array_equal(take_phase(season, m, per_row), [[9, 10, 11], [12, 13, 14]])

@@ -20,9 +20,10 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from bench.artifacts import default_artifact
 from bench.bodies import bodies_for
 from bench.peers.harness import model_dir_with
-from bench.servers import ROOT, ServerSpec, running
+from bench.servers import ServerSpec, running
 from bench.wrk import run_wrk
 
 CHAT = "/v1/chat"
@@ -47,10 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     specs = [parse_variant(v) for v in args.variant]
     endpoint, bodies = args.endpoint, bodies_for(args.endpoint)
-    artifact = ROOT / "models" / "chatbot" / "artifacts" / "chatbot-post"
     with tempfile.TemporaryDirectory(prefix="lnserve-ab-") as tmp:
         if endpoint == CHAT:
-            models = str(model_dir_with(artifact.resolve(), artifact.name, Path(tmp)))
+            artifact = default_artifact("chatbot")  # the alias target, as bench.peers loads it
+            models = str(model_dir_with(artifact.folder.resolve(), artifact.name, Path(tmp)))
             specs = [ServerSpec(s.name, {"LNSERVE_MODEL_DIR": models, **s.env}, cwd=s.cwd) for s in specs]
         with running(specs) as urls:
             for url in urls.values():

@@ -38,9 +38,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def receive_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
     """The body from the ASGI messages, refused with 413 as soon as it is known to exceed `limit` (its declared
     `content-length`, or counted while reading); 408 when the client goes away first."""
-    too_large = PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise too_large(limit)
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -49,10 +48,14 @@ async def receive_body(receive: Receive, declared: bytes | None, limit: int) -> 
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
 
 
 def json_value(body: bytes) -> Any:

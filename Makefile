@@ -82,6 +82,7 @@ eval-forecaster: $(STAMP)
 bench: $(STAMP)
 	scripts/ensure-wrk.sh
 	$(PY) -m bench.model_latency --threads 0 1
+	$(PY) -m bench.graph_cost
 	$(PY) -m bench.http_load
 	$(PY) -m bench.stats_overhead
 	$(PY) -m bench.drift_demo

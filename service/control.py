@@ -227,7 +227,9 @@ class ModelControl:
         verify_files(artifact)
         policy = settings.batch_policy(kind.name, kind.batching, artifact.name)
         options = replace(
-            RuntimeOptions.from_settings(settings), concurrent_batches=policy.concurrent_batches
+            RuntimeOptions.from_settings(settings),
+            concurrent_batches=policy.concurrent_batches,
+            precision=settings.precision_for(kind.name, artifact.name),
         )
         runtime = kind.runtime(artifact, options)
         runtime.load()

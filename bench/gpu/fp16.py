@@ -91,7 +91,7 @@ def main() -> None:
                 if label.startswith("CUDA")
                 else 0.0,  # captures graphs
                 "precision": runtime.precision,
-                "load_parity": getattr(runtime, "fp16_error", None),
+                "load_parity": getattr(runtime, "precision_error", None),
                 "graphs": len(getattr(runtime.sessions[FAST], "graphs", {})),
             }
         bodies = [kind.route.request.model_validate(b) for b in kind.bench_bodies(BODIES)]

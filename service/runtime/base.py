@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from models.sidecar import DIAGNOSTIC, FAST, FileEntry, Sidecar
 from service.errors import LnserveError
-from service.runtime.precision import FP16_TOLERANCE, Fp16Unavailable, relative_error, to_fp16
+from service.runtime.precision import TOLERANCE, PrecisionUnavailable, convert, relative_error
 from service.runtime.providers import cpu_concurrency, select_providers
 from service.runtime.sessions import Model, Session, graph_batch_sizes, open_session
 
@@ -80,7 +80,7 @@ class Artifact:
         return self.folder / entry.path
 
 
-Precision = Literal["fp32", "fp16"]
+Precision = Literal["fp32", "fp16", "int8"]
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,9 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
         self.options = options
         self.sessions: dict[str, Session] = {}
         self.precision: Precision = options.precision  # what the fast graph runs in, once loaded
-        self.fp16_error: float | None = None  # its parity with fp32 (`precision.relative_error`), when fp16
+        self.precision_error: float | None = (
+            None  # its parity with fp32 (`precision.relative_error`), if not fp32
+        )
 
     @property
     def name(self) -> str:
@@ -141,22 +143,23 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
         providers = select_providers(self.options.providers)
         self.precision = self.options.precision
         fast: Model = self.artifact.file(FAST)
-        if self.precision == "fp16":
+        if self.precision != "fp32":
             try:
-                fast = to_fp16(self.artifact.file(FAST))
-            except Fp16Unavailable as exc:  # serve, in fp32, rather than refuse the model
+                fast = convert(self.artifact.file(FAST), self.precision, providers)
+            except PrecisionUnavailable as exc:  # serve, in fp32, rather than refuse the model
                 log.warning("%s: %s; serving fp32", self.name, exc, extra={"model": self.name})
                 self.precision = "fp32"
+        fp16 = self.precision == "fp16"
         # Building a session of a large unrolled graph takes seconds, mostly outside the GIL: build both at once.
         with ThreadPoolExecutor(max_workers=2) as pool:
             built = pool.map(
-                lambda graph: self._open(graph, providers, fp16=isinstance(graph, bytes)),
+                lambda graph: self._open(graph, providers, fp16=fp16 and isinstance(graph, bytes)),
                 (fast, self.artifact.file(DIAGNOSTIC)),
             )
             self.sessions = dict(zip((FAST, DIAGNOSTIC), built, strict=True))
         self._check_io()
-        if self.precision == "fp16":
-            self._check_fp16(providers)
+        if self.precision != "fp32":
+            self._check_precision(providers)
         running = self.sessions[FAST].session.get_providers()[0]
         log.info(
             "loaded %s on %s (%s)",
@@ -192,21 +195,30 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
         from several threads; the CUDA path's bound buffers and captured graphs serve one batch at a time."""
         return 1 if self.on_cuda else cpu_concurrency(self.options.concurrent_batches)
 
-    def _check_fp16(self, providers: list[str]) -> None:
-        """Keep the fp16 fast graph only if it answers the warm-up batches as the fp32 diagnostic graph does."""
+    def _check_precision(self, providers: list[str]) -> None:
+        """Keep the fp16 or int8 fast graph only if it answers the warm-up batches as the fp32 diagnostic graph
+        does, within the precision's tolerance."""
         fast, reference = self.sessions[FAST], self.sessions[DIAGNOSTIC]
-        error = self.fp16_error = max(
+        error = self.precision_error = max(
             relative_error(reference.run(feeds, fast.output_names), fast.run(feeds, fast.output_names))
             for feeds in (self.feeds(items) for batch in (1, 8) for items in self.warmup_batches(batch))
         )
-        if error <= FP16_TOLERANCE:
-            log.info("%s: fp16 graph within %.1e of fp32", self.name, error, extra={"model": self.name})
+        tolerance = TOLERANCE[self.precision]
+        if error <= tolerance:
+            log.info(
+                "%s: %s graph within %.1e of fp32",
+                self.name,
+                self.precision,
+                error,
+                extra={"model": self.name},
+            )
             return
         log.warning(
-            "%s: the fp16 graph differs from fp32 by %.1e (tolerance %.0e); serving fp32",
+            "%s: the %s graph differs from fp32 by %.1e (tolerance %.0e); serving fp32",
             self.name,
+            self.precision,
             error,
-            FP16_TOLERANCE,
+            tolerance,
             extra={"model": self.name},
         )
         self.sessions[FAST] = self._open(self.artifact.file(FAST), providers, fp16=False)

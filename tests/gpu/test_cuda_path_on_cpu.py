@@ -117,7 +117,7 @@ def test_a_chatbot_served_in_fp16_gives_the_fp32_intents_on_validation_utterance
     runtimes = {p: KINDS["chatbot"].runtime(artifact, RuntimeOptions("cpu", 1, p)) for p in ("fp32", "fp16")}
     for runtime in runtimes.values():
         runtime.load()
-    assert runtimes["fp16"].precision == "fp16" and runtimes["fp16"].fp16_error <= FP16_TOLERANCE
+    assert runtimes["fp16"].precision == "fp16" and runtimes["fp16"].precision_error <= FP16_TOLERANCE
     items = bench_items(runtimes["fp32"], 128)
     answers = {p: runtime.predict(items, False) for p, runtime in runtimes.items()}
     intents = {p: [a.result.intent for a in out] for p, out in answers.items()}
@@ -140,7 +140,7 @@ def _tiny(tmp_path: Path, scale: float, precision: str) -> Any:
 def test_an_fp16_graph_whose_outputs_overflow_float16_is_refused_and_fp32_served(tmp_path: Path) -> None:
     # |y| ~ 1e5, beyond 65504 (the largest float16) already on the warm-up batches; the float16 weights are clipped
     runtime = _tiny(tmp_path, 1e5, "fp16")
-    assert runtime.precision == "fp32" and runtime.fp16_error > 0.1
+    assert runtime.precision == "fp32" and runtime.precision_error > 0.1
     x = np.array([[3.0, -1.0, 0.5, 2.0]], np.float32)
     reference = _tiny(tmp_path / "ref", 1e5, "fp32")
     np.testing.assert_array_equal(
@@ -152,7 +152,7 @@ def test_an_fp16_graph_whose_outputs_overflow_float16_is_refused_and_fp32_served
 
 def test_an_fp16_graph_within_the_tolerance_is_kept(tmp_path: Path) -> None:
     runtime = _tiny(tmp_path, 1.0, "fp16")
-    assert runtime.precision == "fp16" and 0 < runtime.fp16_error <= FP16_TOLERANCE
+    assert runtime.precision == "fp16" and 0 < runtime.precision_error <= FP16_TOLERANCE
 
 
 def test_relative_error_is_scale_free_and_infinite_for_non_finite_or_misshapen_outputs() -> None:

@@ -82,7 +82,7 @@ def test_the_captured_graph_and_plain_io_binding_agree_and_copy_back_only_what_i
 
 def test_fp16_on_cuda_passes_its_parity_gate_and_keeps_the_intents(chatbots: dict[str, Any]) -> None:
     half = loaded("chatbot", "cuda", "fp16")
-    assert half.precision == "fp16" and half.fp16_error <= FP16_TOLERANCE
+    assert half.precision == "fp16" and half.precision_error <= FP16_TOLERANCE
     items = bench_items(chatbots["cpu"], 128)
     cpu, cuda = chatbots["cpu"].predict(items, False), half.predict(items, False)
     assert [o.result.intent for o in cuda] == [o.result.intent for o in cpu]

@@ -16,7 +16,10 @@ from pathlib import Path
 
 ORT_PACKAGES = {"onnxruntime", "onnxruntime-gpu"}
 ORT_FOR_TARGET = {"cpu": "onnxruntime", "gpu": "onnxruntime-gpu[cuda,cudnn]"}
-IMAGE_EXTRAS = {"cpu": ("grpc",), "gpu": ("grpc", "gpu")}  # gRPC everywhere; fp16 at load and NVML on the GPU
+IMAGE_EXTRAS = {
+    "cpu": ("grpc", "int8"),
+    "gpu": ("grpc", "gpu"),
+}  # gRPC everywhere; onnx for int8 (cpu) and fp16 (gpu)
 
 
 def _name(requirement: str) -> str:

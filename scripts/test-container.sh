@@ -80,6 +80,12 @@ if u.find_spec(m)]; assert not bad, bad" || die "the image holds packages it mus
     || die "the image holds a compiler or build tool"
 log "ok contents: no torch, pip, setuptools or compiler in the image"
 
+podman exec "$NAME" python3 -c "from pathlib import Path; from service.runtime.precision import to_int8; \
+import onnx; g = onnx.load_from_string(to_int8(Path('/app/models/chatbot/artifacts/chatbot-post/fast.onnx'))); \
+assert sum(n.op_type == 'MatMulInteger' for n in g.graph.node) > 0" \
+    || die "the image cannot quantize the chatbot to int8 (LNSERVE_PRECISION=int8)"
+log "ok int8: the image quantizes the chatbot's fast graph at load"
+
 stop_start=$(date +%s)
 podman stop -t 30 "$NAME" >/dev/null 2>&1
 exit_code=$(podman inspect --format '{{.State.ExitCode}}' "$NAME")

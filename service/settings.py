@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     matches the fp32 graph on the warm-up batches (relative error within 1e-2 for fp16, 1e-1 for int8); the
     diagnostic graph stays fp32. `fp16`: float16, for CUDA. `int8`: ONNX Runtime's dynamic quantization of the
     MatMuls, on the CPU provider only (the chatbot 1.3x faster per message, the forecaster slower: set it per model
-    in `model_settings`). Both need the `gpu` extra (the `onnx` package)."""
+    in `model_settings`). Both need the `onnx` package (the `int8` or `gpu` extra; both images have it)."""
 
     cuda_graphs: bool = True
     """On CUDA, capture the fast graph of every length bucket at power-of-two batch sizes during warm-up."""

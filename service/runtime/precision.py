@@ -21,6 +21,7 @@ split; the forecaster's unrolled LSTM gets slower (0.9x), so int8 is set per mod
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,7 +46,7 @@ def _onnx(what: str) -> Any:
         import onnx
     except ImportError as exc:  # onnx is in the [gpu] extra, not in the CPU image
         raise PrecisionUnavailable(
-            f"{what} needs the onnx package (pip install 'lnserve[gpu]'): {exc}"
+            f"{what} needs the onnx package (pip install 'lnserve[int8]' or 'lnserve[gpu]'): {exc}"
         ) from None
     return onnx
 
@@ -91,11 +92,24 @@ def to_int8(path: Path) -> bytes:
     onnx = _onnx("int8")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with tempfile.TemporaryDirectory(prefix="lnserve-int8-") as tmp:
-        folded, quantized = Path(tmp) / "float32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(float32_weights(onnx.load(str(path))), str(folded))
-        quantize_dynamic(folded, quantized, weight_type=QuantType.QInt8)
-        return quantized.read_bytes()
+    root = logging.getLogger()
+    advice = _DropAdvice()
+    root.addFilter(
+        advice
+    )  # the quantizer's advice to pre-process (shape inference) is for static quantization
+    try:
+        with tempfile.TemporaryDirectory(prefix="lnserve-int8-") as tmp:
+            folded, quantized = Path(tmp) / "float32.onnx", Path(tmp) / "int8.onnx"
+            onnx.save(float32_weights(onnx.load(str(path))), str(folded))
+            quantize_dynamic(folded, quantized, weight_type=QuantType.QInt8)
+            return quantized.read_bytes()
+    finally:
+        root.removeFilter(advice)
+
+
+class _DropAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Please consider to run pre-processing before quantization")
 
 
 def convert(path: Path, precision: str, providers: Sequence[str]) -> bytes:

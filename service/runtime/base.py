@@ -131,7 +131,7 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
         self.sessions: dict[str, Session] = {}
         self.precision: Precision = options.precision  # what the fast graph runs in, once loaded
         self.precision_error: float | None = (
-            None  # its parity with fp32 (`precision.relative_error`), if not fp32
+            None  # parity with fp32 (`precision.relative_error`), if not fp32
         )
 
     @property

@@ -44,7 +44,7 @@ class PrecisionUnavailable(Exception):
 def _onnx(what: str) -> Any:
     try:
         import onnx
-    except ImportError as exc:  # onnx is in the [gpu] extra, not in the CPU image
+    except ImportError as exc:  # onnx is in the [int8] and [gpu] extras, not in the serving dependencies
         raise PrecisionUnavailable(
             f"{what} needs the onnx package (pip install 'lnserve[int8]' or 'lnserve[gpu]'): {exc}"
         ) from None
@@ -92,11 +92,9 @@ def to_int8(path: Path) -> bytes:
     onnx = _onnx("int8")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    root = logging.getLogger()
-    advice = _DropAdvice()
-    root.addFilter(
-        advice
-    )  # the quantizer's advice to pre-process (shape inference) is for static quantization
+    # The quantizer logs advice to pre-process the graph (shape inference), meant for static quantization.
+    root, advice = logging.getLogger(), _DropAdvice()
+    root.addFilter(advice)
     try:
         with tempfile.TemporaryDirectory(prefix="lnserve-int8-") as tmp:
             folded, quantized = Path(tmp) / "float32.onnx", Path(tmp) / "int8.onnx"

@@ -130,9 +130,8 @@ class Runtime(abc.ABC, Generic[ItemT, ResultT]):
         self.options = options
         self.sessions: dict[str, Session] = {}
         self.precision: Precision = options.precision  # what the fast graph runs in, once loaded
-        self.precision_error: float | None = (
-            None  # parity with fp32 (`precision.relative_error`), if not fp32
-        )
+        # the fast graph's parity with fp32 (`precision.relative_error`) when it is not fp32
+        self.precision_error: float | None = None
 
     @property
     def name(self) -> str:

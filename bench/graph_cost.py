@@ -99,18 +99,15 @@ def main(argv: list[str] | None = None) -> None:
             for name, (path, threads) in graphs.items()
         }
         rows, payload = [], []
-        reference: dict[int, list[np.ndarray]] = {}
         for batch in BATCHES:
             batches, n_messages = mix_batches(runtime, batch)
             runs = {name: runner(session, batches) for name, session in sessions.items()}
             outputs = {name: run() for name, run in runs.items()}
-            reference[batch] = outputs["shipped, 1 thread"]
+            reference = outputs["shipped, 1 thread"]
             times = interleaved(runs, args.seconds)
             for name, samples in times.items():
                 per_message_us = float(np.median(samples)) / n_messages * 1e6
-                error = max(
-                    float(np.abs(a - b).max()) for a, b in zip(outputs[name], reference[batch], strict=True)
-                )
+                error = max(float(np.abs(a - b).max()) for a, b in zip(outputs[name], reference, strict=True))
                 threads = graphs[name][1]
                 ceiling = usable_cores() / threads * 1e6 / per_message_us  # every core on graphs alone
                 payload.append(

@@ -16,10 +16,8 @@ from pathlib import Path
 
 ORT_PACKAGES = {"onnxruntime", "onnxruntime-gpu"}
 ORT_FOR_TARGET = {"cpu": "onnxruntime", "gpu": "onnxruntime-gpu[cuda,cudnn]"}
-IMAGE_EXTRAS = {
-    "cpu": ("grpc", "int8"),
-    "gpu": ("grpc", "gpu"),
-}  # gRPC everywhere; onnx for int8 (cpu) and fp16 (gpu)
+# gRPC everywhere; onnx for int8 at load (cpu), for fp16 at load and NVML (gpu)
+IMAGE_EXTRAS = {"cpu": ("grpc", "int8"), "gpu": ("grpc", "gpu")}
 
 
 def _name(requirement: str) -> str:

@@ -229,7 +229,7 @@ class ModelControl:
         options = replace(
             RuntimeOptions.from_settings(settings),
             concurrent_batches=policy.concurrent_batches,
-            precision=settings.precision_for(kind.name, artifact.name),
+            precision=settings.model_precision(kind.name, artifact.name),
         )
         runtime = kind.runtime(artifact, options)
         runtime.load()

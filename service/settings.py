@@ -244,21 +244,23 @@ class Settings(BaseSettings):
     """OpenTelemetry spans (request, queue, compute, diagnostic) and trace ids in the logs; needs the `otel`
     extra. Exported over OTLP (the standard `OTEL_EXPORTER_OTLP_*` variables) unless a tracer provider is set."""
 
+    def _per_model(self, field: str, kind: str, model: str) -> Any:
+        """A service-wide setting, then the kind's `model_settings` entry for it, then the model's own."""
+        value = getattr(self, field)
+        for name in (kind, model):
+            given = getattr(self.model_settings.get(name), field, None)
+            if given is not None:
+                value = given
+        return value
+
     def model_version_policy(self, kind: str, model: str) -> VersionPolicy:
         """The service-wide policy, then the kind's, then the model's own."""
-        policy = self.version_policy
-        for name in (kind, model):
-            given = self.model_settings.get(name)
-            if given is not None and given.version_policy is not None:
-                policy = given.version_policy
+        policy: VersionPolicy = self._per_model("version_policy", kind, model)
         return policy
 
-    def precision_for(self, kind: str, model: str) -> Literal["fp32", "fp16", "int8"]:
-        """The service-wide precision, overridden per kind, then per model."""
-        precision = self.precision
-        for name in (kind, model):
-            given = self.model_settings[name].precision if name in self.model_settings else None
-            precision = given or precision
+    def model_precision(self, kind: str, model: str) -> Literal["fp32", "fp16", "int8"]:
+        """The service-wide precision, then the kind's, then the model's own."""
+        precision: Literal["fp32", "fp16", "int8"] = self._per_model("precision", kind, model)
         return precision
 
     def batch_policy(self, kind: str, kind_defaults: Mapping[str, Any], model: str) -> BatchPolicy:

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from service.runtime.providers import CPU
+
 FP16_TOLERANCE = 1e-2
 """Largest accepted max |fp16 - fp32| / max |fp32| of any output (float16 keeps about 3 significant digits)."""
 INT8_TOLERANCE = 1e-1
@@ -114,7 +116,7 @@ def convert(path: Path, precision: str, providers: Sequence[str]) -> bytes:
     """The fast graph at `path` in `precision` (fp16 or int8), serialised."""
     if precision == "fp16":
         return to_fp16(path)
-    if any(name != "CPUExecutionProvider" for name in providers):
+    if any(name != CPU for name in providers):
         raise PrecisionUnavailable("int8 runs on the CPU provider only (dynamic quantization's kernels)")
     return to_int8(path)
 

@@ -91,10 +91,10 @@ def test_precision_is_set_per_kind_and_per_model() -> None:
     settings = Settings(
         model_settings={"chatbot": {"precision": "int8"}, "chatbot-pre": {"precision": "fp32"}}
     )
-    assert settings.precision_for("chatbot", "chatbot-post") == "int8"
-    assert settings.precision_for("chatbot", "chatbot-pre") == "fp32"
-    assert settings.precision_for("forecaster", "forecaster") == "fp32"
-    assert Settings(precision="int8").precision_for("forecaster", "forecaster") == "int8"
+    assert settings.model_precision("chatbot", "chatbot-post") == "int8"
+    assert settings.model_precision("chatbot", "chatbot-pre") == "fp32"
+    assert settings.model_precision("forecaster", "forecaster") == "fp32"
+    assert Settings(precision="int8").model_precision("forecaster", "forecaster") == "int8"
     assert "precision" not in settings.batch_policy("chatbot", {}, "chatbot-post").model_dump()
 
 

@@ -17,13 +17,14 @@ import onnx
 import torch
 from torch import nn
 
+from models.forecaster.data import SERVED_MIN_LENGTH
 from models.forecaster.features import INPUT_NAMES, make_inputs, to_original_units
 from models.forecaster.model import Forecaster, ForecasterEnsemble
 from models.forecaster.windows import Batch, Windows, validation_windows
 from models.sidecar import DIAGNOSTIC, FAST, GRAPH_FILES, IR_VERSION, OPSET, Sidecar, assemble, tensor, write
 
 FEATURES_MODULE = "models.forecaster.features"
-MIN_LENGTH = 8  # the service refuses shorter series
+MIN_LENGTH = SERVED_MIN_LENGTH  # the service refuses shorter series
 
 
 def members_of(model: Forecaster | ForecasterEnsemble) -> list[Forecaster]:

@@ -35,6 +35,28 @@ def test_training_data_holds_no_test_part_and_nothing_of_tourism() -> None:
         np.testing.assert_array_equal(m3[t.name].values, t.x)  # the training part, never x + xx
 
 
+@pytest.mark.parametrize(
+    ("name", "n_series", "horizon"),
+    [
+        ("m3_monthly", 1428, 18),
+        ("m3_quarterly", 756, 8),
+        ("m1_monthly", 617, 18),
+        ("tourism_monthly", 366, 24),
+        ("m3_yearly", 645, 6),
+        ("m3_other", 174, 8),
+        ("m1_quarterly", 203, 8),
+        ("m1_yearly", 181, 6),
+        ("tourism_yearly", 518 - 15, 4),  # 15 training parts of 7 points: shorter than the service accepts
+        ("tourism_quarterly", 427, 8),
+    ],
+)
+def test_test_sets_are_the_official_splits_the_service_can_take(name: str, n_series: int, horizon: int) -> None:
+    series = data.test_set(name)
+    assert len(series) == n_series and len({s.name for s in series}) == n_series
+    assert all(len(s.xx) == horizon and len(s.x) >= data.SERVED_MIN_LENGTH for s in series)
+    assert {s.season_length for s in series} == {data.SEASON[(data.TEST_SETS | data.OTHER_SETS)[name][1]]}
+
+
 def test_training_windows_never_reach_the_validation_tail(series: list) -> None:
     pool = training_pool(series, 16, 6, per_series=8, seed=0)
     windows = validation_windows(series)

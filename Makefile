@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint train chatbot-report eval-forecaster image test-container bench bench-peers bench-peers-quick \
+.PHONY: venv run test lint train chatbot-report eval-chatbot-http eval-forecaster image test-container bench bench-peers bench-peers-quick \
 	bench-peers-chart screenshots gpu-prepare clean
 
 $(STAMP): pyproject.toml
@@ -72,6 +72,10 @@ train: $(STAMP)
 # The chatbot training report's pictures (docs/chatbot/*.png) from the committed sidecars.
 chatbot-report: $(STAMP)
 	$(PY) -m models.chatbot.report --out docs/chatbot
+
+# The zoo and the TF-IDF baseline on the field set, each message posted to a real server (about 1 min).
+eval-chatbot-http: $(STAMP)
+	$(PY) -m models.chatbot.http_eval --data models/chatbot/data/field.jsonl --out docs/chatbot/field.json
 
 # The forecaster on M3 monthly / quarterly, M1 monthly and Tourism monthly through the service runtime, next to
 # statsforecast baselines refitted in this run (about 30 min on 2 cores), then on the other official splits of the

@@ -29,7 +29,7 @@ def prepare_data(
 # Training knobs: None keeps the default of TrainConfig / ChatbotConfig (models/chatbot/train.py, model.py).
 TRAIN_OPTIONS = ("epochs", "patience", "lr", "warmup_steps", "batch_size", "weight_decay", "label_smoothing",
                  "augment_prob", "token_dropout", "distill_weight", "ema_decay", "soft_targets", "tfidf_share",
-                 "init_from", "fold", "n_folds")  # fmt: skip
+                 "init_from", "fold", "n_folds", "compose_prob")  # fmt: skip
 MLM_OPTIONS = ("epochs", "lr", "warmup_steps", "batch_size", "weight_decay", "augment_prob", "mask_prob")
 MODEL_OPTIONS = ("n_layer", "n_head", "d_model", "d_ff", "max_len", "dropout", "norm_eps")
 
@@ -86,6 +86,9 @@ def train_chatbot(
         None, help="Leave out this cross-fitting fold and predict it [-1: none]."
     ),
     n_folds: int | None = typer.Option(None, help="Cross-fitting folds [5]."),
+    compose_prob: float | None = typer.Option(
+        None, help="Share of utterances opened by a greeting or closed by a thanks per epoch [0]."
+    ),
     n_layer: int | None = typer.Option(None, help="Encoder blocks [4]."),
     n_head: int | None = typer.Option(None, help="Attention heads [4]."),
     d_model: int | None = typer.Option(None, help="Model width [128]."),

@@ -5,7 +5,9 @@ and what the types mean: ``data/README.md``). A line goes to validation iff
 ``int(sha1(intent + "\\t" + text.lower().strip()).hexdigest(), 16) % 100 < 18``, so the split never depends on
 file order or on which other lines exist. ``train.jsonl`` / ``val.jsonl`` are written from it and committed.
 ``challenge.jsonl`` was written separately, before any training on this data, and is never trained on, selected on
-or thresholded on: it only measures.
+or thresholded on: it only measures. ``field.jsonl`` is a second such test set, written later by yet another
+writer in the styles of real support traffic (pasted emails, technical reports, mixed asks), scored over HTTP
+(``models.chatbot.http_eval``).
 
 Torch-free; the service imports the paths.
 """
@@ -27,6 +29,7 @@ UTTERANCE_DIR = DATA_DIR / "utterances"
 TRAIN_FILE = DATA_DIR / "train.jsonl"
 VAL_FILE = DATA_DIR / "val.jsonl"
 CHALLENGE_FILE = DATA_DIR / "challenge.jsonl"
+FIELD_FILE = DATA_DIR / "field.jsonl"
 INTENTS_FILE = CHATBOT_DIR / "intents.json"
 TOKENIZER_FILE = CHATBOT_DIR / "tokenizer.json"
 ARTIFACT_DIR = CHATBOT_DIR / "artifacts"
@@ -119,6 +122,10 @@ def load_split(data_dir: Path = DATA_DIR) -> tuple[list[Example], list[Example]]
 
 
 def load_challenge(path: Path = CHALLENGE_FILE) -> list[Example]:
+    return read_jsonl(path)
+
+
+def load_field(path: Path = FIELD_FILE) -> list[Example]:
     return read_jsonl(path)
 
 

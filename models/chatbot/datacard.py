@@ -11,6 +11,8 @@ from pathlib import Path
 
 from models.chatbot import data
 
+FIELD_WRITTEN = 500  # messages the field writer wrote, before the leakage filter
+
 HOW = """\
 # Chatbot data card
 
@@ -41,6 +43,14 @@ also include other languages and scripts, gibberish and pasted logs.
   gibberish, pasted logs and stack traces (`pasted`), spam, prompt injection.
 - **The challenge split** (`challenge.jsonl`) was written by another writer who saw only `intents.json`, before
   any training on this data; it is never used for training, model selection or thresholds.
+- **The field set** (`field.jsonl`, 2026-12-01) was written after the models were trained, by a third writer who
+  saw only `intents.json` (not the utterances, the brief or the challenge split), in the styles of real support
+  traffic: `chat` (what people type into a widget), `email` (pasted, with greeting, context and sign-off),
+  `frustrated`, `vague` (the feature described by its symptoms), `esl`, `technical` (error codes, versions,
+  endpoints), `mixed` (two topics, one main ask), `oos_near`, `oos_far`. Its {n_field_written} messages lost
+  {n_field_dropped} whose normalised text equals, or whose cosine is ≥ {near} to, a training, validation or
+  challenge message (mostly short courtesies and out-of-scope small talk). It only measures, over HTTP
+  (`python -m models.chatbot.http_eval --data models/chatbot/data/field.jsonl`).
 
 ## Cleaning
 - Exact duplicates within a label (case-insensitive) are dropped.
@@ -55,7 +65,7 @@ also include other languages and scripts, gibberish and pasted logs.
 
 ## Split
 Validation: `sha1(intent + "\\t" + text.lower().strip()) % 100 < {val_percent}` (fixed, order-independent); the
-rest is training. Train {n_train}, validation {n_val}, challenge {n_challenge}.
+rest is training. Train {n_train}, validation {n_val}, challenge {n_challenge}, field {n_field}.
 """
 
 
@@ -68,6 +78,7 @@ def render() -> str:
     examples = data.read_utterances()
     train, val = data.load_split()
     challenge = data.load_challenge()
+    field = data.load_field()
     labels = data.load_labels()
     types = [t for t, _ in Counter(e.type for e in examples).most_common()]
     by_label = {label: [e for e in examples if e.intent == label] for label in labels}
@@ -92,6 +103,9 @@ def render() -> str:
         n_train=len(train),
         n_val=len(val),
         n_challenge=len(challenge),
+        n_field=len(field),
+        n_field_written=FIELD_WRITTEN,
+        n_field_dropped=FIELD_WRITTEN - len(field),
     )
     text += "\n## Counts per label and type (utterance files, before the split)\n\n"
     text += table(["label", "utterances", "over 40 words", *types], rows) + "\n"
@@ -102,6 +116,9 @@ def render() -> str:
     text += "\n## Challenge split\n\n"
     text += table(["type", "messages"], [[t, str(n)] for t, n in challenge_types.most_common()]) + "\n\n"
     text += table(["label", "messages"], [[label, str(challenge_labels[label])] for label in labels]) + "\n"
+    text += "\n## Field set\n\n"
+    text += table(["type", "messages"], [[t, str(n)] for t, n in Counter(e.type for e in field).most_common()])
+    text += "\n"
     return text
 
 

@@ -52,6 +52,7 @@ class TrainConfig:
     word_dropout: float = 0.1  # per word, in a perturbed utterance of more than three words
     typo_rate: float = 0.15  # per word, in a perturbed utterance
     token_dropout: float = 0.1  # per token, every utterance
+    compose_prob: float = 0.0  # chance that an utterance is wrapped in a courtesy (`compose`) in an epoch
     patience: int = 20
     distill_weight: float = 0.5  # > 0: also fit a teacher's probabilities (see `teacher_targets`)
     soft_targets: str = ""  # .npy (n_train, n_labels): a teacher's probabilities of train.jsonl, row for row
@@ -96,6 +97,30 @@ def augment(
     if rng.random() < 0.3:
         out = out.rstrip("?.!")
     return out or text
+
+
+COURTESY = ("greeting", "thanks", "goodbye")
+COURTESY_WORDS = 8  # the longest courtesy utterance used to wrap another
+
+
+def courtesies(train_set: list[data.Example]) -> tuple[list[str], list[str]]:
+    """Short training utterances of `greeting` (openers) and of `thanks` / `goodbye` (closers)."""
+    short = [e for e in train_set if len(e.text.split()) <= COURTESY_WORDS]
+    return [e.text for e in short if e.intent == "greeting"], [
+        e.text for e in short if e.intent in ("thanks", "goodbye")
+    ]
+
+
+def compose(
+    example: data.Example, rng: random.Random, prob: float, openers: list[str], closers: list[str]
+) -> str:
+    """With `prob`, a message of any other label opened by a greeting or closed by a thanks / goodbye of the
+    training set, its label unchanged: real messages come wrapped in courtesies, and the ask is what counts."""
+    if prob <= 0 or example.intent in COURTESY or not openers or not closers or rng.random() >= prob:
+        return example.text
+    if rng.random() < 0.5:
+        return f"{rng.choice(openers)} {example.text}"
+    return f"{example.text} {rng.choice(closers)}"
 
 
 # --- batching -----------------------------------------------------------------------------------------------
@@ -276,6 +301,7 @@ def train(
     train_ids = encode(tok, [e.text for e in train_set], max_len)
     val_ids = encode(tok, [e.text for e in val_set], max_len)
     probe_ids = val_ids[:: max(1, len(val_ids) // 512)]  # the utterances whose hidden-state RMS is recorded
+    wraps = courtesies(train_set)
 
     model = build_model(cfg, tok, len(labels))
     if cfg.init_from:
@@ -294,7 +320,8 @@ def train(
     step, since_best, started = 0, 0, time.perf_counter()
     bar = tqdm(range(cfg.epochs), desc=cfg.name, disable=not progress)
     for epoch in bar:
-        texts = [augment(e.text, rng, cfg.augment_prob, cfg.word_dropout, cfg.typo_rate) for e in train_set]
+        texts = [compose(e, rng, cfg.compose_prob, *wraps) for e in train_set]  # no draw when off
+        texts = [augment(t, rng, cfg.augment_prob, cfg.word_dropout, cfg.typo_rate) for t in texts]
         ids = [drop_tokens(seq, cfg.token_dropout, rng) for seq in encode(tok, texts, max_len)]
         soft = None  # (N, n_labels): the teacher's probabilities of this epoch's texts
         if cfg.distill_weight > 0:

@@ -10,6 +10,8 @@ import pytest
 from models.chatbot import data, datacard
 
 EXAMPLES = data.read_utterances()
+CHALLENGE = data.load_challenge()
+FIELD = data.load_field()
 LABELS = data.load_labels()
 IN_SCOPE = [label for label in LABELS if label != data.OOS]
 WRITTEN_TYPES = {
@@ -27,8 +29,9 @@ WRITTEN_TYPES = {
 
 @pytest.fixture(scope="module")
 def pairs() -> list[tuple[int, int, float]]:
-    """Near-duplicate pairs among the utterances followed by the challenge messages (one pass for both tests)."""
-    return data.near_duplicate_pairs([e.text for e in EXAMPLES] + [e.text for e in data.load_challenge()])
+    """Near-duplicate pairs among the utterances followed by the challenge and the field messages (one pass for
+    every test)."""
+    return data.near_duplicate_pairs([e.text for e in EXAMPLES + CHALLENGE + FIELD])
 
 
 def by_label(label: str) -> list[data.Example]:
@@ -70,13 +73,31 @@ def test_no_challenge_message_or_near_copy_of_one_is_in_training_or_validation(
         e.text for e in EXAMPLES
     )  # the pairs cover the split
     seen = {data.normalise(e.text) for e in train + val}
-    assert [e.text for e in data.load_challenge() if data.normalise(e.text) in seen] == []
+    assert [e.text for e in CHALLENGE if data.normalise(e.text) in seen] == []
     n = len(EXAMPLES)
-    assert [(i, j) for i, j, _ in pairs if i < n <= j] == []
+    assert [(i, j) for i, j, _ in pairs if i < n <= j < n + len(CHALLENGE)] == []
+
+
+def test_no_field_message_or_near_copy_of_one_is_in_training_validation_or_challenge(
+    pairs: list[tuple[int, int, float]],
+) -> None:
+    seen = {data.normalise(e.text) for e in EXAMPLES + CHALLENGE}
+    assert [e.text for e in FIELD if data.normalise(e.text) in seen] == []
+    first_field = len(EXAMPLES) + len(CHALLENGE)
+    assert [(i, j) for i, j, _ in pairs if i < first_field <= j] == []
+
+
+def test_field_set_covers_every_label_in_every_style() -> None:
+    assert len(FIELD) >= 450
+    assert set(Counter(e.intent for e in FIELD)) == set(LABELS)
+    assert min(Counter(e.intent for e in FIELD if e.intent != data.OOS).values()) >= 8
+    in_scope_types = {"chat", "email", "frustrated", "vague", "esl", "technical", "mixed"}
+    assert {e.type for e in FIELD if e.intent != data.OOS} == in_scope_types
+    assert {e.type for e in FIELD if e.intent == data.OOS} == {"oos_near", "oos_far"}
 
 
 def test_challenge_split_has_600_typed_messages_covering_every_label() -> None:
-    challenge = data.load_challenge()
+    challenge = CHALLENGE
     assert len(challenge) >= 600
     assert set(Counter(e.intent for e in challenge)) == set(LABELS)
     assert min(Counter(e.intent for e in challenge if e.intent != data.OOS).values()) >= 15

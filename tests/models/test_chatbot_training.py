@@ -17,6 +17,8 @@ from models.chatbot.tokenizer import load_tokenizer
 from models.chatbot.train import (
     TrainConfig,
     augment,
+    compose,
+    courtesies,
     fold_of,
     length_batches,
     load_checkpoint,
@@ -95,6 +97,24 @@ def test_augmentation_is_seeded_and_keeps_text_non_empty() -> None:
     first = [augment(t, random.Random(3), 1.0) for t in texts]
     assert first == [augment(t, random.Random(3), 1.0) for t in texts]
     assert all(first) and first[0] != texts[0]
+
+
+def test_composition_wraps_other_labels_in_training_courtesies_and_keeps_the_label() -> None:
+    train_set, _ = data.load_split()
+    openers, closers = courtesies(train_set)
+    assert openers and closers and all(len(t.split()) <= 8 for t in openers + closers)
+    examples = [e for e in train_set if e.intent in ("refund_request", "greeting", "thanks", data.OOS)][:400]
+    wrapped = [compose(e, random.Random(i), 1.0, openers, closers) for i, e in enumerate(examples)]
+    assert wrapped == [compose(e, random.Random(i), 1.0, openers, closers) for i, e in enumerate(examples)]
+    for e, text in zip(examples, wrapped, strict=True):
+        if e.intent in ("greeting", "thanks"):
+            assert text == e.text
+        else:
+            assert any(text == f"{o} {e.text}" for o in openers) or any(text == f"{e.text} {c}" for c in closers)
+    assert {text.startswith(e.text) for e, text in zip(examples, wrapped) if e.intent == data.OOS} == {True, False}
+    rng = random.Random(5)
+    assert [compose(e, rng, 0.0, openers, closers) for e in examples] == [e.text for e in examples]
+    assert rng.random() == random.Random(5).random()  # off: no draw, so the default recipe's runs are unchanged
 
 
 def test_length_batches_cover_every_row_once_and_group_similar_lengths() -> None:

@@ -117,7 +117,9 @@ def render() -> str:
     text += table(["type", "messages"], [[t, str(n)] for t, n in challenge_types.most_common()]) + "\n\n"
     text += table(["label", "messages"], [[label, str(challenge_labels[label])] for label in labels]) + "\n"
     text += "\n## Field set\n\n"
-    text += table(["type", "messages"], [[t, str(n)] for t, n in Counter(e.type for e in field).most_common()])
+    text += table(
+        ["type", "messages"], [[t, str(n)] for t, n in Counter(e.type for e in field).most_common()]
+    )
     text += "\n"
     return text
 

@@ -110,11 +110,17 @@ def test_composition_wraps_other_labels_in_training_courtesies_and_keeps_the_lab
         if e.intent in ("greeting", "thanks"):
             assert text == e.text
         else:
-            assert any(text == f"{o} {e.text}" for o in openers) or any(text == f"{e.text} {c}" for c in closers)
-    assert {text.startswith(e.text) for e, text in zip(examples, wrapped) if e.intent == data.OOS} == {True, False}
+            assert any(text == f"{o} {e.text}" for o in openers) or any(
+                text == f"{e.text} {c}" for c in closers
+            )
+    assert {
+        text.startswith(e.text) for e, text in zip(examples, wrapped, strict=True) if e.intent == data.OOS
+    } == {True, False}
     rng = random.Random(5)
     assert [compose(e, rng, 0.0, openers, closers) for e in examples] == [e.text for e in examples]
-    assert rng.random() == random.Random(5).random()  # off: no draw, so the default recipe's runs are unchanged
+    assert (
+        rng.random() == random.Random(5).random()
+    )  # off: no draw, so the default recipe's runs are unchanged
 
 
 def test_length_batches_cover_every_row_once_and_group_similar_lengths() -> None:

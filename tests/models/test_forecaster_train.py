@@ -50,7 +50,9 @@ def test_training_data_holds_no_test_part_and_nothing_of_tourism() -> None:
         ("tourism_quarterly", 427, 8),
     ],
 )
-def test_test_sets_are_the_official_splits_the_service_can_take(name: str, n_series: int, horizon: int) -> None:
+def test_test_sets_are_the_official_splits_the_service_can_take(
+    name: str, n_series: int, horizon: int
+) -> None:
     series = data.test_set(name)
     assert len(series) == n_series and len({s.name for s in series}) == n_series
     assert all(len(s.xx) == horizon and len(s.x) >= data.SERVED_MIN_LENGTH for s in series)

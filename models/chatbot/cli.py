@@ -29,9 +29,9 @@ def prepare_data(
 # Training knobs: None keeps the default of TrainConfig / ChatbotConfig (models/chatbot/train.py, model.py).
 TRAIN_OPTIONS = ("epochs", "patience", "lr", "warmup_steps", "batch_size", "weight_decay", "label_smoothing",
                  "augment_prob", "token_dropout", "distill_weight", "ema_decay", "soft_targets", "tfidf_share",
-                 "init_from", "fold", "n_folds", "compose_prob")  # fmt: skip
+                 "init_from", "fold", "n_folds", "compose_prob", "part_weight")  # fmt: skip
 MLM_OPTIONS = ("epochs", "lr", "warmup_steps", "batch_size", "weight_decay", "augment_prob", "mask_prob")
-MODEL_OPTIONS = ("n_layer", "n_head", "d_model", "d_ff", "max_len", "dropout", "norm_eps")
+MODEL_OPTIONS = ("n_layer", "n_head", "d_model", "d_ff", "max_len", "dropout", "norm_eps", "ngram_buckets")
 
 
 def zoo_variant(variant: str, placement: str, norm: str, residual_scale: float) -> tuple[str, str, float]:
@@ -89,6 +89,12 @@ def train_chatbot(
     compose_prob: float | None = typer.Option(
         None, help="Share of utterances opened by a greeting or closed by a thanks per epoch [0]."
     ),
+    ngram_buckets: int | None = typer.Option(
+        None, help="Bag-of-n-grams head next to the encoder: hashed bigram rows, 0 = off [0]."
+    ),
+    part_weight: float | None = typer.Option(
+        None, help="With the n-gram head: weight of each part's own loss (encoder, n-grams) [0]."
+    ),
     n_layer: int | None = typer.Option(None, help="Encoder blocks [4]."),
     n_head: int | None = typer.Option(None, help="Attention heads [4]."),
     d_model: int | None = typer.Option(None, help="Model width [128]."),
@@ -109,6 +115,9 @@ def train_chatbot(
 
     given = {k: v for k, v in locals().items() if v is not None}
     placement, norm, residual_scale = zoo_variant(variant, placement, norm, residual_scale)
+    if variant:  # a variant's n-gram head and its part loss, unless given
+        given.setdefault("ngram_buckets", VARIANTS[variant].ngram_buckets)
+        given.setdefault("part_weight", VARIANTS[variant].part_weight)
     model_cfg = ChatbotConfig(
         norm_placement=placement, norm_type=norm, residual_scale=residual_scale,
         **{k: given[k] for k in MODEL_OPTIONS if k in given},

@@ -121,6 +121,9 @@ class ChatbotConfig:
     residual_scale: float = 1.0  # dt in the placement equations
     n_labels: int = 35
     embed_init_std: float = 0.02  # token and position embeddings' init; the residual stream's starting scale
+    # > 0: a bag-of-n-grams head next to the encoder (token unigrams, and bigrams hashed into this many rows), whose
+    # logits are added to the encoder's. 0: the encoder alone (every model before it).
+    ngram_buckets: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -174,6 +177,12 @@ class Chatbot(nn.Module):
         self.head_dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.d_model, cfg.n_labels)
         self.apply(self._init_weights)
+        self.ngram = None
+        if cfg.ngram_buckets > 0:
+            # One row of label logits per unigram (the token id) and per hashed bigram: a linear classifier over the
+            # bag of n-grams, the surface evidence TF-IDF + LR uses, trained jointly with the encoder. Starts at 0.
+            self.ngram = nn.Embedding(cfg.vocab_size + cfg.ngram_buckets, cfg.n_labels)
+            nn.init.zeros_(self.ngram.weight)
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
@@ -204,6 +213,27 @@ class Chatbot(nn.Module):
         tensors.append(x)
         return x, tensors
 
+    def ngram_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, n_labels): the mean of the rows of the message's unigrams and bigrams (zero without the head)."""
+        assert self.ngram is not None
+        V, buckets = self.cfg.vocab_size, self.cfg.ngram_buckets
+        first, second = input_ids[:, :-1], input_ids[:, 1:]  # (B, L-1) each
+        bigrams = V + torch.remainder(first * V + second, buckets)  # (B, L-1), rows V .. V + buckets - 1
+        keys = torch.cat([input_ids, bigrams], dim=1)  # (B, 2L-1)
+        m = attention_mask.to(torch.float32)  # (B, L)
+        weights = torch.cat([m, m[:, :-1] * m[:, 1:]], dim=1).unsqueeze(-1)  # (B, 2L-1, 1)
+        return (self.ngram(keys) * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)  # (B, n_labels)
+
+    def parts(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The encoder's logits and the n-gram head's (None without it); the model's logits are their sum."""
+        mask = attention_mask.to(torch.float32).unsqueeze(-1)  # (B, L, 1)
+        x, _ = self.encode(input_ids, attention_mask)  # (B, L, D)
+        pooled = (x * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (B, D)
+        encoder = self.head(self.head_dropout(pooled))  # (B, n_labels)
+        return encoder, None if self.ngram is None else self.ngram_logits(input_ids, attention_mask)
+
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, return_activations: bool = False
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -211,6 +241,8 @@ class Chatbot(nn.Module):
         x, tensors = self.encode(input_ids, attention_mask)  # (B, L, D)
         pooled = (x * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # (B, D)
         logits = self.head(self.head_dropout(pooled))  # (B, n_labels)
+        if self.ngram is not None:
+            logits = logits + self.ngram_logits(input_ids, attention_mask)  # (B, n_labels)
         if not return_activations:
             return logits
         acts = torch.stack([masked_statistics(t, mask) for t in tensors], dim=1)  # (B, n_layers, 5)

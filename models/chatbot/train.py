@@ -61,6 +61,9 @@ class TrainConfig:
     fold: int = -1  # >= 0: train without cross-fitting fold `fold` of `n_folds` and predict it at the end
     n_folds: int = 5
     ema_decay: float = 0.0  # > 0: evaluate and keep an exponential moving average of the weights (per step)
+    # > 0 with the n-gram head: also fit each part alone (encoder logits, n-gram logits) with this weight each, so
+    # that both stay classifiers of their own and their sum is a late fusion rather than one leaning on the other.
+    part_weight: float = 0.0
     threads: int = 1
     model: ChatbotConfig = field(default_factory=ChatbotConfig)
 
@@ -337,8 +340,16 @@ def train(
             target = torch.tensor([train_y[i] for i in rows])
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, total_steps, cfg)
-            logits = model(input_ids, mask)  # (B, n_labels)
+            encoder, ngram = model.parts(
+                input_ids, mask
+            )  # (B, n_labels) each; ngram is None without the head
+            logits = encoder if ngram is None else encoder + ngram  # (B, n_labels): what forward() returns
             loss = F.cross_entropy(logits, target, label_smoothing=cfg.label_smoothing)
+            if ngram is not None and cfg.part_weight > 0:
+                for part in (encoder, ngram):
+                    loss = loss + cfg.part_weight * F.cross_entropy(
+                        part, target, label_smoothing=cfg.label_smoothing
+                    )
             if soft is not None:
                 soft_loss = -(soft[rows] * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
                 loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft_loss

@@ -11,6 +11,8 @@ class Variant:
     placement: str  # post | pre | peri
     norm: str = "layernorm"  # layernorm | rmsnorm
     residual_scale: float = 1.0  # Δt
+    ngram_buckets: int = 0  # > 0: the bag-of-n-grams head next to the encoder (ChatbotConfig.ngram_buckets)
+    part_weight: float = 0.0  # with the head: each part's own loss weight (TrainConfig.part_weight)
 
 
 VARIANTS: dict[str, Variant] = {

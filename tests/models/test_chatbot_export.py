@@ -24,9 +24,9 @@ from models.chatbot.model import Chatbot, ChatbotConfig
 from models.chatbot.tokenizer import encode, load_tokenizer
 from models.chatbot.train import pad_batch
 
-# Two exports cover every code path (each takes seconds): post + LayerNorm, and peri (whose in-norms are pre's) with
-# RMSNorm and a non-unit step.
-VARIANTS = [("post", "layernorm", 1.0), ("peri", "rmsnorm", 0.1)]
+# Three exports cover every code path (each takes seconds): post + LayerNorm, peri (whose in-norms are pre's) with
+# RMSNorm and a non-unit step, and post with the bag-of-n-grams head (its hashed bigrams: Mod, Gather, a masked mean).
+VARIANTS = [("post", "layernorm", 1.0, 0), ("peri", "rmsnorm", 0.1, 0), ("post", "layernorm", 1.0, 512)]
 
 
 def session(proto: onnx.ModelProto) -> ort.InferenceSession:
@@ -53,13 +53,13 @@ def long_ids() -> list[list[int]]:
     return encode(tok, [e.text for e in val], 64)
 
 
-@pytest.fixture(scope="module", params=VARIANTS, ids=lambda v: f"{v[0]}-{v[1]}-dt{v[2]}")
+@pytest.fixture(scope="module", params=VARIANTS, ids=lambda v: f"{v[0]}-{v[1]}-dt{v[2]}-ngrams{v[3]}")
 def exported(request: pytest.FixtureRequest) -> tuple[Chatbot, onnx.ModelProto]:
-    placement, norm, dt = request.param
+    placement, norm, dt, buckets = request.param
     torch.manual_seed(1)
     cfg = ChatbotConfig(
         vocab_size=load_tokenizer(data.TOKENIZER_FILE).get_vocab_size(), max_len=64, n_layer=2, n_head=2,
-        d_model=32, d_ff=64, norm_placement=placement, norm_type=norm, residual_scale=dt, n_labels=35,
+        d_model=32, d_ff=64, norm_placement=placement, norm_type=norm, residual_scale=dt, n_labels=35, ngram_buckets=buckets,
     )  # fmt: skip
     model = Chatbot(cfg).eval()
     with torch.no_grad():  # move every weight away from its init so the parity check covers real arithmetic

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -123,3 +125,44 @@ def test_activation_rows_follow_the_layer_list() -> None:
     assert acts.shape == (2, 1 + 4 * N_LAYER + 1, 5)
     assert names[:3] == ["embed", "block0.attn", "block0.attn_residual"]
     assert names[-2:] == [f"block{N_LAYER - 1}.mlp_residual", "final_norm"]
+
+
+def with_ngrams(buckets: int = 7) -> Chatbot:
+    """A tiny post model with the n-gram head, its rows drawn away from their zero init."""
+    torch.manual_seed(0)
+    cfg = ChatbotConfig(
+        vocab_size=50, max_len=16, n_layer=1, n_head=2, d_model=16, d_ff=32, dropout=0.0,
+        norm_placement="post", n_labels=5, ngram_buckets=buckets,
+    )  # fmt: skip
+    model = Chatbot(cfg).eval()
+    assert model.ngram is not None and model.ngram.weight.shape == (50 + buckets, 5)
+    assert torch.count_nonzero(model.ngram.weight) == 0  # starts as the encoder alone
+    with torch.no_grad():
+        model.ngram.weight.normal_()
+    return model
+
+
+def test_the_ngram_head_is_the_mean_of_the_unigram_and_hashed_bigram_rows() -> None:
+    model = with_ngrams()
+    short = [7, 3, 12]
+    ids, mask = pad_batch([[4, 5, 6, 7, 8], short])  # the second row padded with two zeros
+    rows = model.ngram.weight
+    bigram = [50 + (a * 50 + b) % 7 for a, b in itertools.pairwise(short)]
+    expected = rows[short + bigram].mean(dim=0)  # 3 unigrams and 2 bigrams: no padding pair counts
+    with torch.no_grad():
+        encoder, ngram = model.parts(ids, mask)
+        logits = model(ids, mask)
+    assert ngram is not None
+    torch.testing.assert_close(ngram[1], expected)
+    torch.testing.assert_close(logits, encoder + ngram)  # the served logits are the sum of the two parts
+
+
+def test_the_ngram_head_is_the_same_alone_or_padded_and_absent_by_default() -> None:
+    model = with_ngrams()
+    short = [7, 3, 12]
+    with torch.no_grad():
+        alone = model(*pad_batch([short]))
+        batch = model(*pad_batch([[4, 5, 6, 7, 8, 9, 10, 11], short, [1, 2]]))
+    torch.testing.assert_close(batch[1], alone[0], rtol=1e-5, atol=1e-5)
+    plain = tiny("post")
+    assert plain.ngram is None and plain.parts(IDS, MASK)[1] is None

@@ -43,6 +43,16 @@ also include other languages and scripts, gibberish and pasted logs.
   endpoints; messages whose main ask comes with a second, settled topic; what people type into a chat widget.
   The writers did not see the field set or the challenge split; lines equal or near (cosine ≥ {near}) to either,
   or to a line of the same label, were dropped (11 of 2,315).
+- **Third round** (2026-12-02, `round: 3` in the files; {round3} lines): written from `data/BRIEF3.md` by four more
+  writers, about eight in-scope labels each: for every in-scope label 35 out-of-scope near misses (10 for the
+  courtesies) that ask the label's kind of thing about somebody else — another company's product or service, the
+  customer's own business, a bank, landlord or tax office, a general technical or programming how-to, a job
+  application or sales pitch addressed to us — and 8 in-scope twins (`group: twin`) that name a third-party
+  product but ask about ours (importing from Asana, our Slack integration's notifications, our API called from a
+  GitHub Action). It answers the weakest spot the challenge split and the field set showed after the second round:
+  a product name next to in-scope words read as in scope. The writers saw neither held-out set nor the results on
+  them (the brief names the kind of failure, not the messages); no line was equal or near (cosine ≥ {near}) to a
+  held-out message or to a line of its own label (0 of 1,363 dropped).
 - **Out of scope**: near misses (`group: near_miss`, with the in-scope label whose vocabulary they borrow in
   `near`): other products' passwords and accounts, banks and invoices, cancelling other services, routers, phones,
   email providers, opening hours of other organisations, general how-to questions; and general messages
@@ -104,9 +114,17 @@ def render() -> str:
     near = groups["near_miss"] / len(oos_rows)
     challenge_types = Counter(e.type for e in challenge)
     challenge_labels = Counter(e.intent for e in challenge)
+    round3_types = [
+        row.get("type", "")
+        for path in data.UTTERANCE_DIR.glob("*.jsonl")
+        for row in map(json.loads, filter(str.strip, path.read_text(encoding="utf-8").splitlines()))
+        if row.get("round") == 3
+    ]
+    round2_types = ("email", "technical", "mixed", "widget")
     text = HOW.format(
+        round3=len(round3_types),
         seed=totals["seed"],
-        round2=sum(totals[t] for t in ("email", "technical", "mixed", "widget")),
+        round2=sum(totals[t] for t in round2_types) - sum(t in round2_types for t in round3_types),
         near=data.NEAR_DUPLICATE,
         val_percent=data.VAL_PERCENT,
         n_train=len(train),

@@ -107,24 +107,27 @@ def render() -> str:
         rows.append([label, str(len(items)), f"{over40:.1%}", *(str(counts.get(t, 0)) for t in types)])
     totals = Counter(e.type for e in examples)
     rows.append(["**all**", str(len(examples)), "", *(str(totals[t]) for t in types)])
-    oos_rows = [
-        json.loads(line) for line in (data.UTTERANCE_DIR / f"{data.OOS}.jsonl").read_text().splitlines()
-    ]
+    # the files' own rows, with the keys read_utterances drops (group, near, round)
+    raw = {
+        path.stem: [
+            json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+        ]
+        for path in sorted(data.UTTERANCE_DIR.glob("*.jsonl"))
+    }
+    oos_rows = raw[data.OOS]
+    all_rows = [row for file_rows in raw.values() for row in file_rows]
     groups = Counter(row.get("group", "seed") for row in oos_rows)
     near = groups["near_miss"] / len(oos_rows)
     challenge_types = Counter(e.type for e in challenge)
     challenge_labels = Counter(e.intent for e in challenge)
-    round3_types = [
-        row.get("type", "")
-        for path in data.UTTERANCE_DIR.glob("*.jsonl")
-        for row in map(json.loads, filter(str.strip, path.read_text(encoding="utf-8").splitlines()))
-        if row.get("round") == 3
-    ]
-    round2_types = ("email", "technical", "mixed", "widget")
     text = HOW.format(
-        round3=len(round3_types),
+        round3=sum(row.get("round") == 3 for row in all_rows),
         seed=totals["seed"],
-        round2=sum(totals[t] for t in round2_types) - sum(t in round2_types for t in round3_types),
+        # the second round is the only unmarked one with these types
+        round2=sum(
+            row.get("type") in ("email", "technical", "mixed", "widget") and "round" not in row
+            for row in all_rows
+        ),
         near=data.NEAR_DUPLICATE,
         val_percent=data.VAL_PERCENT,
         n_train=len(train),

@@ -53,6 +53,16 @@ also include other languages and scripts, gibberish and pasted logs.
   a product name next to in-scope words read as in scope. The writers saw neither held-out set nor the results on
   them (the brief names the kind of failure, not the messages); no line was equal or near (cosine ≥ {near}) to a
   held-out message or to a line of its own label (0 of 1,363 dropped).
+- **Fourth round** (2026-12-02, `round: 4` in the files; {round4} lines): written from `data/BRIEF4.md` by six more
+  writers, five or six in-scope labels each: for every in-scope label 22 lines of non-native English (16 for the
+  courtesies), each tagged with the first language or English variety it imitates (`l1`: at least 10 per
+  label, 20–22 in practice: Spanish, Brazilian Portuguese, Russian, Hindi/Indian English, Chinese, Arabic, Nigerian
+  English, …; fragments, questions, long messages, formal pasted emails, contrasts with the confusable neighbour),
+  12 lines that tell the request without the label's usual keyword (`group: keyword_free`, type `paraphrase`, half
+  of them non-native), and 50 out-of-scope lines per writer (30 non-native near misses, 20 general). Non-native
+  English and keyword-free paraphrase are two of the kinds the issue names; the writers saw neither held-out set nor
+  any result on them; lines equal or near (cosine ≥ {near}) to a held-out message, to a line of their own label or
+  to each other were dropped (2 of 1,420, near each other).
 - **Out of scope**: near misses (`group: near_miss`, with the in-scope label whose vocabulary they borrow in
   `near`): other products' passwords and accounts, banks and invoices, cancelling other services, routers, phones,
   email providers, opening hours of other organisations, general how-to questions; and general messages
@@ -122,6 +132,7 @@ def render() -> str:
     challenge_labels = Counter(e.intent for e in challenge)
     text = HOW.format(
         round3=sum(row.get("round") == 3 for row in all_rows),
+        round4=sum(row.get("round") == 4 for row in all_rows),
         seed=totals["seed"],
         # the second round is the only unmarked one with these types
         round2=sum(

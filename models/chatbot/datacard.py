@@ -126,13 +126,14 @@ def render() -> str:
     }
     oos_rows = raw[data.OOS]
     all_rows = [row for file_rows in raw.values() for row in file_rows]
+    rounds = Counter(row.get("round") for row in all_rows)
     groups = Counter(row.get("group", "seed") for row in oos_rows)
     near = groups["near_miss"] / len(oos_rows)
     challenge_types = Counter(e.type for e in challenge)
     challenge_labels = Counter(e.intent for e in challenge)
     text = HOW.format(
-        round3=sum(row.get("round") == 3 for row in all_rows),
-        round4=sum(row.get("round") == 4 for row in all_rows),
+        round3=rounds[3],
+        round4=rounds[4],
         seed=totals["seed"],
         # the second round is the only unmarked one with these types
         round2=sum(
